@@ -93,7 +93,17 @@ class TaskFailed(ModelError):
 ERROR_CLASSES: dict[str, type[OcrfluxError]] = {
     cls.code: cls
     for cls in (
-        OcrfluxError, InputError, EmptyInput, UnsupportedType, CorruptInput, EncryptedInput,
-        TooLarge, TooManyPages, FetchFailed, ModelError, ModelUnavailable, TaskFailed,
+        OcrfluxError,
+        InputError,
+        EmptyInput,
+        UnsupportedType,
+        CorruptInput,
+        EncryptedInput,
+        TooLarge,
+        TooManyPages,
+        FetchFailed,
+        ModelError,
+        ModelUnavailable,
+        TaskFailed,
     )
 }

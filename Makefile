@@ -1,0 +1,43 @@
+# OCRFlux Stream: every target explains itself in `make help`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+JARS_STAMP := .cache/kafka/.jars-ready
+
+.DEFAULT_GOAL := help
+.PHONY: help setup jars test lint broker broker-stop clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: $(INSTALLED) $(JARS_STAMP) ## create .venv/, install the package with dev extras, fetch the Kafka jars
+
+$(INSTALLED): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+$(JARS_STAMP): $(INSTALLED) deploy/kafka/pom.xml
+	$(PY) -c "from deploy.kafka_broker import ensure_jars; print('Kafka jars in', ensure_jars())"
+	@mkdir -p $(@D) && touch $@
+
+jars: $(JARS_STAMP) ## fetch the Kafka broker jars with Maven into .cache/ (not git)
+
+test: setup ## run the test suite (starts and stops its own Kafka broker unless KAFKA_BOOTSTRAP_SERVERS is set)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff check
+	$(VENV)/bin/ruff check .
+
+broker: setup ## start a local Kafka broker in the background (stop it with `make broker-stop`)
+	$(VENV)/bin/ocrflux broker start
+
+broker-stop: ## stop the local Kafka broker that `make broker` started
+	@if [ -x $(VENV)/bin/ocrflux ]; then $(VENV)/bin/ocrflux broker stop; fi
+
+clean: broker-stop ## stop the local broker and remove caches, build output and the virtualenv
+	rm -rf .cache .pytest_cache .ruff_cache .mypy_cache .hypothesis build dist *.egg-info $(VENV)
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,428 @@
+"""A real single-node Apache Kafka 4.x broker (KRaft) on loopback, from Maven Central jars.
+
+Used by `ocrflux broker start|stop|status`, by `make run` and by the test fixtures when no
+`KAFKA_BOOTSTRAP_SERVERS` is given and no Docker engine answers. The jars are resolved by Maven
+from `deploy/kafka/pom.xml` into an ignored cache folder; nothing downloaded enters git.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from base64 import urlsafe_b64encode
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+POM_PATH = Path(__file__).resolve().parent / "kafka" / "pom.xml"
+
+#: The largest record any of our producers sends (page PNGs, inline documents, results) stays
+#: below this; producers, consumers and the broker are configured together around it.
+DEFAULT_MESSAGE_MAX_BYTES = 16 * 1024 * 1024
+
+READINESS_TOPIC = "__ocrflux_readiness"
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be fetched, started, found or stopped."""
+
+
+def cache_home() -> Path:
+    """Where jars and broker state live: `OCRFLUX_HOME`, else `.cache/` of the source checkout."""
+    configured = os.environ.get("OCRFLUX_HOME")
+    if configured:
+        return Path(configured).expanduser().resolve()
+    return Path(__file__).resolve().parent.parent / ".cache"
+
+
+def default_state_file() -> Path:
+    return cache_home() / "kafka" / "broker.json"
+
+
+@dataclass(frozen=True)
+class BrokerState:
+    """What a started broker leaves behind so that other commands can find and stop it."""
+
+    pid: int
+    bootstrap: str
+    version: str
+    work_dir: str
+    log_file: str
+    started_at: float
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> BrokerState | None:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError) as exc:
+            raise BrokerError(f"unreadable broker state file {path}: {exc}") from exc
+
+
+def kafka_version(pom: Path = POM_PATH) -> str:
+    text = pom.read_text()
+    start = text.index("<kafka.version>") + len("<kafka.version>")
+    return text[start : text.index("</kafka.version>", start)]
+
+
+def ensure_jars(pom: Path = POM_PATH, cache: Path | None = None) -> Path:
+    """Resolve the broker's runtime jars with Maven once; later calls return the cached folder."""
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:12]
+    jars = (cache or cache_home()) / "kafka" / f"jars-{kafka_version(pom)}-{digest}"
+    if (jars / ".complete").exists():
+        return jars
+    if shutil.which("mvn") is None:
+        raise BrokerError("Maven (mvn) is needed to fetch the Kafka jars; install maven")
+    staging = Path(
+        tempfile.mkdtemp(
+            prefix="jars-", dir=jars.parent if jars.parent.exists() else _mkdir(jars.parent)
+        )
+    )
+    cmd = [
+        "mvn",
+        "-B",
+        "-q",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={staging}",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BrokerError(
+            f"mvn failed to fetch Kafka jars:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
+    (staging / ".complete").write_text(digest)
+    shutil.rmtree(jars, ignore_errors=True)
+    staging.rename(jars)
+    return jars
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _server_properties(work_dir: Path, port: int, controller_port: int, max_bytes: int) -> str:
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(work_dir / "data"),
+        "num.partitions": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "true",
+        "message.max.bytes": str(max_bytes),
+        "replica.fetch.max.bytes": str(max_bytes),
+        "socket.request.max.bytes": str(max(max_bytes * 2, 104857600)),
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+_LOG4J2 = """\
+status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.controller.name = org.apache.kafka.controller
+logger.controller.level = WARN
+"""
+
+
+def _java_command(jars: Path, work_dir: Path, main: str, *args: str) -> list[str]:
+    return [
+        "java",
+        "-Xms256m",
+        "-Xmx1g",
+        "-XX:+UseG1GC",
+        f"-Dlog4j2.configurationFile=file:{work_dir / 'log4j2.properties'}",
+        "-cp",
+        f"{jars}/*",
+        main,
+        *args,
+    ]
+
+
+def start_broker(
+    work_dir: Path,
+    *,
+    jars: Path | None = None,
+    max_bytes: int = DEFAULT_MESSAGE_MAX_BYTES,
+    ready_timeout_s: float = 120.0,
+) -> BrokerState:
+    """Format storage in `work_dir`, start the broker and return once it accepts a topic."""
+    jars = jars or ensure_jars()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    port, controller_port = free_port(), free_port()
+    config = work_dir / "server.properties"
+    config.write_text(_server_properties(work_dir, port, controller_port, max_bytes))
+    (work_dir / "log4j2.properties").write_text(_LOG4J2)
+    cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    fmt = subprocess.run(
+        _java_command(
+            jars,
+            work_dir,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(config),
+            "--ignore-formatted",
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if fmt.returncode != 0:
+        raise BrokerError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
+    log_file = work_dir / "broker.log"
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            _java_command(jars, work_dir, "kafka.Kafka", str(config)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    state = BrokerState(
+        pid=process.pid,
+        bootstrap=f"127.0.0.1:{port}",
+        version=kafka_version(),
+        work_dir=str(work_dir),
+        log_file=str(log_file),
+        started_at=time.time(),
+    )
+    try:
+        _wait_until_ready(state, process, ready_timeout_s)
+    except BaseException:
+        stop_pid(process.pid)
+        raise
+    return state
+
+
+def _wait_until_ready(
+    state: BrokerState, process: subprocess.Popen[bytes], timeout_s: float
+) -> None:
+    def exited() -> str | None:
+        if process.poll() is None:
+            return None
+        return f"Kafka exited with code {process.returncode}"
+
+    try:
+        wait_until_ready(state.bootstrap, timeout_s, exited)
+    except BrokerError as exc:
+        raise BrokerError(f"{exc}; log tail:\n{_tail(Path(state.log_file))}") from None
+
+
+def wait_until_ready(
+    bootstrap: str, timeout_s: float, failure: Callable[[], str | None] = lambda: None
+) -> None:
+    """Return once the listener accepts and an admin client can create a topic.
+
+    `failure` is polled meanwhile; a message from it ends the wait at once (the process died).
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    deadline = time.monotonic() + timeout_s
+    host, port = bootstrap.rsplit(":", 1)
+    last_error = "the listener never accepted a connection"
+    while not _accepts(host, int(port)):
+        _raise_if(failure())
+        if time.monotonic() > deadline:
+            raise BrokerError(f"Kafka not ready after {timeout_s:.0f}s ({last_error})")
+        time.sleep(0.2)  # poll interval while the JVM starts
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
+    while time.monotonic() < deadline:
+        _raise_if(failure())
+        futures = admin.create_topics(
+            [NewTopic(READINESS_TOPIC, 1, 1)], operation_timeout=5, request_timeout=5
+        )
+        try:
+            futures[READINESS_TOPIC].result(timeout=10)
+            return
+        except KafkaException as exc:
+            error = exc.args[0]
+            if getattr(error, "code", lambda: None)() == _topic_exists_code():
+                return
+            last_error = str(exc)
+        time.sleep(0.5)  # poll interval while the broker finishes starting
+    raise BrokerError(f"Kafka not ready after {timeout_s:.0f}s ({last_error})")
+
+
+def _raise_if(message: str | None) -> None:
+    if message is not None:
+        raise BrokerError(message)
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _topic_exists_code() -> int:
+    from confluent_kafka import KafkaError
+
+    return int(KafkaError.TOPIC_ALREADY_EXISTS)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def is_our_broker(state: BrokerState) -> bool:
+    """The PID still runs the broker we started (PIDs get reused after a reboot)."""
+    if not pid_alive(state.pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{state.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return True
+    return "kafka.Kafka" in cmdline and state.work_dir in cmdline
+
+
+def stop_pid(pid: int, timeout_s: float = 30.0) -> None:
+    """SIGTERM (controlled shutdown), then SIGKILL after `timeout_s`; reap if it is our child."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _reap(pid) or not pid_alive(pid):
+            return
+        time.sleep(0.2)  # poll interval while the broker shuts down
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    for _ in range(50):
+        if _reap(pid) or not pid_alive(pid):
+            return
+        time.sleep(0.1)  # poll interval after SIGKILL
+
+
+def _reap(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == pid
+
+
+def running_state(state_file: Path | None = None) -> BrokerState | None:
+    state = BrokerState.load(state_file or default_state_file())
+    if state is not None and is_our_broker(state):
+        return state
+    return None
+
+
+def start_default(state_file: Path | None = None) -> tuple[BrokerState, bool]:
+    """Start the project's default broker unless it already runs. Returns (state, started)."""
+    state_file = state_file or default_state_file()
+    existing = running_state(state_file)
+    if existing is not None:
+        return existing, False
+    state = start_broker(state_file.parent / "broker")
+    state.save(state_file)
+    return state, True
+
+
+def stop_default(state_file: Path | None = None) -> BrokerState | None:
+    """Stop the broker recorded in the state file (that PID only). Returns what was stopped."""
+    state_file = state_file or default_state_file()
+    state = BrokerState.load(state_file)
+    if state is None:
+        return None
+    if is_our_broker(state):
+        stop_pid(state.pid)
+    state_file.unlink(missing_ok=True)
+    return state
+
+
+NO_BROKER_MESSAGE = (
+    "no Kafka broker configured: set KAFKA_BOOTSTRAP_SERVERS=host:port to use an existing one, "
+    "or start a local broker with `ocrflux broker start` (or `make broker`)"
+)
+
+
+def resolve_bootstrap(explicit: str | None = None, state_file: Path | None = None) -> str:
+    """The bootstrap address every Kafka-speaking command uses.
+
+    Order: an explicit value (`KAFKA_BOOTSTRAP_SERVERS` via settings), else the running local
+    broker's state file, else a `BrokerError` that says how to start or name a broker.
+    """
+    if explicit:
+        return explicit
+    from_env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if from_env:
+        return from_env
+    state = running_state(state_file)
+    if state is None:
+        raise BrokerError(NO_BROKER_MESSAGE)
+    return state.bootstrap

@@ -1,0 +1,115 @@
+"""The `ocrflux` command: wiring only. Each subcommand parses its flags here and calls one function
+of the package that does the work; packages outside the core are imported only by the subcommand
+that needs them, so `ocrflux convert` never loads Kafka or web code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _broker(args: argparse.Namespace) -> int:
+    from deploy import kafka_broker as kb
+
+    if args.action == "start":
+        state, started = kb.start_default()
+        verb = "started" if started else "already running"
+        print(f"Kafka {state.version} {verb} at {state.bootstrap} (pid {state.pid})")
+        print(f"export KAFKA_BOOTSTRAP_SERVERS={state.bootstrap}")
+        return 0
+    if args.action == "stop":
+        stopped = kb.stop_default()
+        print(f"stopped Kafka pid {stopped.pid}" if stopped else "no local broker recorded")
+        return 0
+    state = kb.running_state()
+    if state is None:
+        print("no local broker running (start one with `ocrflux broker start`)")
+        return 1
+    print(
+        f"bootstrap: {state.bootstrap}\nkafka version: {state.version}\npid: {state.pid}\n"
+        f"log: {state.log_file}"
+    )
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ocrflux.convert_command import run_convert
+
+    return asyncio.run(run_convert(args))
+
+
+def _page_range(text: str) -> tuple[int, int]:
+    first, _, last = text.partition("-")
+    try:
+        return int(first), int(last or first)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FIRST-LAST, e.g. 2-5, not {text!r}") from None
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+    parser = argparse.ArgumentParser(prog="ocrflux", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    handlers: dict[str, Handler] = {}
+
+    convert = commands.add_parser("convert", help="convert one document in-process (no Kafka)")
+    convert.add_argument("file", help="PDF or image (png, jpeg, bmp, tiff, webp)")
+    convert.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
+    convert.add_argument("--format", choices=["markdown", "text"], default="markdown")
+    convert.add_argument("--vllm-url", help="vLLM base URL(s), comma-separated (else VLLM_URL)")
+    convert.add_argument(
+        "--engine",
+        choices=["vllm", "local", "auto"],
+        help="recognition engine (else OCRFLUX_ENGINE, default auto)",
+    )
+    convert.add_argument(
+        "--max-page-retries",
+        type=int,
+        metavar="N",
+        help="attempts per model task (else MAX_PAGE_RETRIES, default 1)",
+    )
+    convert.add_argument("--skip-cross-page-merge", action="store_true", default=None)
+    convert.add_argument(
+        "--pages",
+        type=_page_range,
+        metavar="FIRST-LAST",
+        help="convert only these pages (1-based, inclusive)",
+    )
+    convert.add_argument(
+        "--json",
+        action="store_true",
+        help="write the full result object (JSON) instead of the content",
+    )
+    handlers["convert"] = _convert
+
+    broker = commands.add_parser("broker", help="run a local single-node Apache Kafka broker")
+    broker.add_argument("action", choices=["start", "stop", "status"])
+    handlers["broker"] = _broker
+
+    return parser, handlers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, handlers = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the one place a user-facing message replaces a traceback
+        from deploy.kafka_broker import BrokerError
+        from ocrflux.errors import OcrfluxError
+
+        if isinstance(exc, BrokerError | OcrfluxError):
+            print(f"ocrflux: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The direct driver: one document in, its result out, in-process (no Kafka).
+
+Pages are rendered one at a time in an executor and recognized concurrently, at most
+`page_concurrency` at once (rendering waits for a free slot, so memory stays bounded whatever
+the page count). Merge detection for a page pair starts as soon as both pages are done; table
+merges and the assembly follow the last page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from functools import partial
+
+from ocrflux.document import build_result, detect, failed_result, merge_tables, pairs_to_detect
+from ocrflux.engines.base import Engine, Pair
+from ocrflux.errors import InputError, OcrfluxError
+from ocrflux.render import Document, RenderedPage, open_document
+from schemas.options import ConversionOptions
+from schemas.results import DocumentResult, ErrorInfo, PageResult, TokenUsage
+
+ProgressCallback = Callable[[int, int], None]
+
+
+async def convert_document(
+    data: bytes,
+    *,
+    engine: Engine,
+    options: ConversionOptions | None = None,
+    source: str | None = None,
+    doc_id: str = "",
+    page_concurrency: int = 64,
+    max_bytes: int | None = None,
+    max_pages: int | None = None,
+    executor: Executor | None = None,
+    progress: ProgressCallback | None = None,
+) -> DocumentResult:
+    """Convert one document. Bad input and backend failures come back as a `failed` result."""
+    options = options or ConversionOptions()
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    identity = {"doc_id": doc_id, "source": source, "engine": engine.name, "model": engine.model}
+    limits = {k: v for k, v in (("max_bytes", max_bytes), ("max_pages", max_pages)) if v}
+    try:
+        document = await loop.run_in_executor(executor, partial(open_document, data, **limits))
+    except InputError as exc:
+        return failed_result(exc, options=options, timings=_since(started), **identity)
+    try:
+        indices = document.page_indices(options.page_range)
+        run = _Run(engine, options, document, executor, page_concurrency, progress, len(indices))
+        await run.recognize_all(indices)
+        render_done = time.monotonic()
+        pairs = await run.pairs()
+        merged = (
+            {}
+            if options.skip_cross_page_merge
+            else await merge_tables(
+                engine, run.done, document.page_count, pairs, options.max_page_retries, run.usage
+            )
+        )
+    except OcrfluxError as exc:
+        return failed_result(exc, options=options, timings=_since(started), **identity)
+    finally:
+        await loop.run_in_executor(executor, document.close)
+    timings = {
+        "render_s": round(run.render_s, 4),
+        "pages_s": round(render_done - started, 4),
+        "merge_s": round(time.monotonic() - render_done, 4),
+        "total_s": round(time.monotonic() - started, 4),
+    }
+    return build_result(
+        done=run.done,
+        num_pages=document.page_count,
+        pairs=pairs,
+        merged_tables=merged,
+        options=options,
+        usage=run.usage,
+        timings=timings,
+        **identity,
+    )
+
+
+def _since(started: float) -> dict[str, float]:
+    return {"total_s": round(time.monotonic() - started, 4)}
+
+
+class _Run:
+    """The state of one conversion: finished pages and the detections under way."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        options: ConversionOptions,
+        document: Document,
+        executor: Executor | None,
+        concurrency: int,
+        progress: ProgressCallback | None,
+        total: int,
+    ) -> None:
+        self.engine = engine
+        self.options = options
+        self.document = document
+        self.executor = executor
+        self.slots = asyncio.Semaphore(concurrency)
+        self.progress = progress
+        self.total = total
+        self.done: dict[int, PageResult] = {}
+        self.detections: dict[int, asyncio.Task[list[Pair]]] = {}
+        self.usage = TokenUsage()
+        self.render_s = 0.0
+
+    async def recognize_all(self, indices: range) -> None:
+        loop = asyncio.get_running_loop()
+        async with asyncio.TaskGroup() as group:
+            for index in indices:
+                await self.slots.acquire()
+                began = time.monotonic()
+                try:
+                    page = await loop.run_in_executor(
+                        self.executor, self.document.render_page, index
+                    )
+                except InputError as exc:
+                    self.slots.release()
+                    self._finish(_unrenderable(index, exc))
+                    continue
+                self.render_s += time.monotonic() - began
+                group.create_task(self._recognize(page))
+
+    async def _recognize(self, page: RenderedPage) -> None:
+        try:
+            result = await self.engine.recognize_page(
+                page, max_attempts=self.options.max_page_retries
+            )
+        finally:
+            self.slots.release()
+        self._finish(result)
+
+    def _finish(self, result: PageResult) -> None:
+        self.done[result.index] = result
+        if self.progress is not None:
+            self.progress(len(self.done), self.total)
+        if self.options.skip_cross_page_merge:
+            return
+        for first in pairs_to_detect(self.done, result.index):
+            self.detections[first] = asyncio.create_task(
+                detect(self.engine, self.done, first, self.options.max_page_retries, self.usage)
+            )
+
+    async def pairs(self) -> dict[int, list[Pair]]:
+        if not self.detections:
+            return {}
+        answers = await asyncio.gather(*self.detections.values())
+        return {
+            first: pairs for first, pairs in zip(self.detections, answers, strict=True) if pairs
+        }
+
+
+def _unrenderable(index: int, exc: OcrfluxError) -> PageResult:
+    return PageResult(
+        index=index,
+        source="none",
+        fallback=True,
+        error=ErrorInfo(code=exc.code, message=exc.message),
+    )

@@ -1,0 +1,45 @@
+"""The engine interface: the three OCRFlux tasks, whatever does them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ocrflux.page_parse import page_elements
+from ocrflux.render import RenderedPage
+from ocrflux.tasks import TaskOutcome
+from schemas.results import ErrorInfo, PageResult
+
+Pair = tuple[int, int]
+
+
+class Engine(Protocol):
+    """One recognizer. Methods never raise for model trouble: failures come back as data."""
+
+    name: str
+    model: str | None
+
+    async def recognize_page(self, page: RenderedPage, *, max_attempts: int) -> PageResult: ...
+
+    async def detect_merges(
+        self, previous: Sequence[str], following: Sequence[str], *, max_attempts: int
+    ) -> TaskOutcome[list[Pair]]: ...
+
+    async def merge_tables(
+        self, table1: str, table2: str, *, max_attempts: int
+    ) -> TaskOutcome[str]: ...
+
+
+def fallback_page(page: RenderedPage, outcome: TaskOutcome[object]) -> PageResult:
+    """A page the model failed: its text layer when it has one (**Ours**), else no text."""
+    elements = page_elements(page.text_layer) if page.text_layer else []
+    return PageResult(
+        index=page.index,
+        elements=elements,
+        source="text_layer" if elements else "none",
+        fallback=True,
+        attempts=outcome.attempts,
+        usage=outcome.usage,
+        latency_s=outcome.latency_s,
+        error=outcome.error or ErrorInfo(code="task_failed", message="page not recognized"),
+    )

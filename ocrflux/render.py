@@ -1,0 +1,411 @@
+"""Input checks and page rendering: document bytes in, one 1024 px PNG per page out.
+
+`open_document` checks everything that can be checked before any page is rendered (size, type,
+corruption, encryption, page count, image pixel count) and raises the matching `InputError`.
+`Document.pages` then renders lazily, one page at a time (protocol, section 2): the longest side
+becomes exactly `TARGET_LONGEST_SIDE` px and the short side `int(short * 1024 / long)`, as the
+reference does; PDF pages are rasterised straight at that size, images are resized with LANCZOS.
+
+What PyMuPDF 2.0 (MuPDF 1.28) does with damaged PDFs, and how we classify it:
+- it repairs what it can: a PDF cut short or with garbage after some point usually still opens
+  (`Document.repaired` is then True) and its pages load; pages whose content was lost render
+  blank. That is accepted; the caller may record `repaired`.
+- when nothing can be recovered, opening raises `FileDataError` ("Failed to open stream"), or
+  `page_count` raises `RuntimeError` ("Invalid number of pages"), or the document has zero pages.
+  All of these, and a first page that cannot be loaded, are `CorruptInput`.
+- a later page that fails to render raises `CorruptInput` naming that page.
+
+Rendering is synchronous CPU work; callers run it in an executor. PyMuPDF does not support
+being called from several threads at once, not even for different documents, so every PyMuPDF
+call here holds one process-wide lock: PDF pages render one at a time per process whatever the
+executor (images, decoded by Pillow, do run in parallel). For parallel PDF rendering use a
+process pool. One `Document` must not be iterated from two threads at once.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Self
+
+import pymupdf
+from PIL import Image, ImageOps
+
+from ocrflux.errors import (
+    CorruptInput,
+    EncryptedInput,
+    InputError,
+    TooLarge,
+    TooManyPages,
+    UnsupportedType,
+)
+from ocrflux.sniff import DocumentKind, sniff
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_PAGES",
+    "DEFAULT_MAX_PIXELS",
+    "TARGET_LONGEST_SIDE",
+    "Document",
+    "RenderedPage",
+    "extract_text_layer",
+    "open_document",
+    "target_size",
+]
+
+logger = logging.getLogger(__name__)
+
+# The page size OCRFlux-3B was trained on (protocol, section 2).
+TARGET_LONGEST_SIDE = 1024
+
+# The whole document is held in memory (and travels through Kafka and HTTP bodies); 256 MiB is
+# far above any real scan batch while keeping a few documents in flight affordable.
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+# Every page costs a model call (~1,000 visual tokens, seconds of GPU time): 2,000 pages is
+# already hours of work for one request; bigger jobs should be split by the sender.
+DEFAULT_MAX_PAGES = 2000
+# Decompression-bomb guard: a few KB of PNG can claim 100,000 x 100,000 px, and decoding needs
+# 3-4 bytes a pixel. 80 Mpx admits an A3 scan at 600 dpi (70 Mpx) and stays below Pillow's own
+# warning threshold (Image.MAX_IMAGE_PIXELS, ~89.5 Mpx), so accepted images never warn.
+DEFAULT_MAX_PIXELS = 80_000_000
+
+# What PyMuPDF raises for unreadable input: FileDataError (a RuntimeError), plain RuntimeError
+# from its C helpers, ValueError, and MuPDF's own exception classes.
+_PDF_ERRORS: tuple[type[Exception], ...] = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
+# What Pillow raises for damaged images: OSError (incl. UnidentifiedImageError and "image file
+# is truncated"), SyntaxError from format parsers, and a few plain errors from broken headers.
+_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError)
+# PyMuPDF shares one MuPDF context across the process and must not be entered from two threads
+# at once; every call into it holds this lock, so even a multi-thread executor cannot crash it.
+_PYMUPDF_LOCK = threading.RLock()
+_PIL_FORMATS = {
+    DocumentKind.PNG: "PNG",
+    DocumentKind.JPEG: "JPEG",
+    DocumentKind.BMP: "BMP",
+    DocumentKind.TIFF: "TIFF",
+    DocumentKind.WEBP: "WEBP",
+}
+_WHITE = (255, 255, 255)
+_LANCZOS = Image.Resampling.LANCZOS
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPage:
+    """One page ready for the model: a PNG whose longest side is `TARGET_LONGEST_SIDE`."""
+
+    index: int  # 0-based position in the document, also when a page range was asked for
+    png: bytes = field(repr=False)
+    width: int
+    height: int
+    text_layer: str | None  # the PDF's own text, stripped; None when empty and for images
+
+
+def target_size(width: float, height: float) -> tuple[int, int]:
+    """The reference geometry: longest side 1024, short side `int(short * 1024 / long)`."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"page has no area ({width} x {height})")
+    if width >= height:
+        return TARGET_LONGEST_SIDE, max(1, int(height * TARGET_LONGEST_SIDE / width))
+    return max(1, int(width * TARGET_LONGEST_SIDE / height)), TARGET_LONGEST_SIDE
+
+
+def extract_text_layer(page: pymupdf.Page) -> str | None:
+    """The page's born-digital text, or None when it has none (a later issue makes this richer)."""
+    text = page.get_text().strip()
+    return text or None
+
+
+class Document(ABC):
+    """An opened, validated document. Close it (or use `with`) to release the parser."""
+
+    def __init__(self, kind: DocumentKind, page_count: int, *, repaired: bool = False) -> None:
+        self.kind = kind
+        self.page_count = page_count
+        self.repaired = repaired  # PyMuPDF had to rebuild a broken PDF to open it
+        self._closed = False
+
+    def pages(self, page_range: tuple[int, int] | None = None) -> Iterator[RenderedPage]:
+        """Render the pages lazily, in order; only the page being handed out is held.
+
+        `page_range` is `(first, last)`, 1-based and inclusive. A range reaching past the end is
+        clipped to the last page; one that starts past the end, or is malformed, raises
+        `InputError` here, before anything is rendered.
+        """
+        if self._closed:
+            raise ValueError("the document is closed")
+        return self._iter_pages(self.page_indices(page_range))
+
+    def page_indices(self, page_range: tuple[int, int] | None = None) -> range:
+        """The 0-based indices `page_range` selects (same rules as `pages`)."""
+        start, stop = self._resolve_range(page_range)
+        return range(start, stop)
+
+    def render_page(self, index: int) -> RenderedPage:
+        """Render one page by 0-based index; a page that cannot be rendered raises
+        `CorruptInput` naming it, and the other pages stay usable."""
+        if self._closed:
+            raise ValueError("the document was closed while its pages were being read")
+        return self._render_page(index)
+
+    def _iter_pages(self, indices: range) -> Iterator[RenderedPage]:
+        for index in indices:
+            yield self.render_page(index)
+
+    def _resolve_range(self, page_range: tuple[int, int] | None) -> tuple[int, int]:
+        if page_range is None:
+            return 0, self.page_count
+        first, last = page_range
+        if first < 1 or last < first:
+            raise InputError(f"invalid page range {first}-{last}: expected 1 <= first <= last")
+        if first > self.page_count:
+            raise InputError(
+                f"page range {first}-{last} starts after the last page ({self.page_count})"
+            )
+        return first - 1, min(last, self.page_count)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @abstractmethod
+    def _render_page(self, index: int) -> RenderedPage: ...
+
+    @abstractmethod
+    def _release(self) -> None: ...
+
+
+def open_document(
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Document:
+    """Validate `data` and open it for rendering; raises an `InputError` subclass if unusable."""
+    if len(data) > max_bytes:
+        raise TooLarge(f"the document is {len(data)} bytes; the limit is {max_bytes}")
+    kind = sniff(data)
+    if kind is DocumentKind.PDF:
+        return _PdfDocument.open(data, max_pages=max_pages)
+    return _ImageDocument.open(data, kind, max_pages=max_pages, max_pixels=max_pixels)
+
+
+def _check_page_count(count: int, max_pages: int) -> None:
+    if count > max_pages:
+        raise TooManyPages(f"the document has {count} pages; the limit is {max_pages}")
+
+
+def _drain_mupdf_warnings(context: str) -> None:
+    # PyMuPDF keeps every MuPDF warning in a process-wide list that only grows; a long-running
+    # worker fed broken PDFs must empty it. We keep them for debugging, attributed to the input.
+    warnings = pymupdf.TOOLS.mupdf_warnings(reset=True)
+    if warnings:
+        logger.debug("MuPDF warnings for %s: %s", context, warnings.replace("\n", "; "))
+
+
+class _PdfDocument(Document):
+    def __init__(self, doc: pymupdf.Document, page_count: int) -> None:
+        super().__init__(DocumentKind.PDF, page_count, repaired=bool(doc.is_repaired))
+        self._doc = doc
+
+    @classmethod
+    def open(cls, data: bytes, *, max_pages: int) -> _PdfDocument:
+        with _PYMUPDF_LOCK:
+            return cls._open(data, max_pages)
+
+    @classmethod
+    def _open(cls, data: bytes, max_pages: int) -> _PdfDocument:
+        try:
+            doc = pymupdf.open(stream=data, filetype="pdf")
+        except _PDF_ERRORS as exc:
+            raise CorruptInput(f"the PDF cannot be read: {exc}") from exc
+        try:
+            # An owner password alone (restrictions only) opens with the empty user password.
+            if doc.needs_pass:
+                raise EncryptedInput("the PDF is password-protected")
+            try:
+                count = doc.page_count
+                if count == 0:
+                    raise CorruptInput("the PDF has no pages")
+                _check_page_count(count, max_pages)
+                doc.load_page(0)
+            except _PDF_ERRORS as exc:
+                raise CorruptInput(f"the PDF's pages cannot be read: {exc}") from exc
+        except InputError:
+            doc.close()
+            raise
+        finally:
+            _drain_mupdf_warnings("opening a PDF")
+        if doc.is_repaired:
+            logger.info("PDF was damaged and repaired on opening (%d pages)", count)
+        return cls(doc, count)
+
+    def _render_page(self, index: int) -> RenderedPage:
+        with _PYMUPDF_LOCK:
+            return self._render(index)
+
+    def _render(self, index: int) -> RenderedPage:
+        try:
+            page = self._doc.load_page(index)
+            rect = page.rect
+            width, height = target_size(rect.width, rect.height)
+            # Independent x and y scales land on exactly the reference's integer size; page.rect
+            # is the visible (crop) box with /Rotate already applied.
+            matrix = pymupdf.Matrix(width / rect.width, height / rect.height)
+            pixmap = page.get_pixmap(matrix=matrix, colorspace=pymupdf.csRGB, alpha=False)
+            if (pixmap.width, pixmap.height) == (width, height):
+                png = pixmap.tobytes("png")
+            else:  # MuPDF rounds the pixmap outwards; never seen, but the size is our contract
+                png = _encode_png(pixmap.pil_image().resize((width, height), _LANCZOS))
+            text_layer = extract_text_layer(page)
+        except _PDF_ERRORS as exc:
+            raise CorruptInput(
+                f"page {index + 1} of {self.page_count} could not be rendered: {exc}"
+            ) from exc
+        finally:
+            _drain_mupdf_warnings(f"PDF page {index + 1}")
+        return RenderedPage(index, png, width, height, text_layer)
+
+    def _release(self) -> None:
+        with _PYMUPDF_LOCK:
+            self._doc.close()
+
+
+class _ImageDocument(Document):
+    """A single image, or every frame of a multi-page TIFF."""
+
+    def __init__(self, kind: DocumentKind, image: Image.Image, page_count: int) -> None:
+        super().__init__(kind, page_count)
+        self._image = image
+        self._raw_size = image.size  # before JPEG draft scaling; JPEGs have one frame
+
+    @classmethod
+    def open(
+        cls, data: bytes, kind: DocumentKind, *, max_pages: int, max_pixels: int
+    ) -> _ImageDocument:
+        try:
+            image = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[kind]])
+        except Image.DecompressionBombError as exc:
+            raise TooLarge(f"the image has too many pixels: {exc}") from exc
+        except _IMAGE_ERRORS as exc:
+            raise CorruptInput(f"the {kind.name} image cannot be read: {exc}") from exc
+        try:
+            count = image.n_frames if kind is DocumentKind.TIFF else 1
+            _check_page_count(count, max_pages)
+            for index in range(count):  # TIFF frames: reads each header, decodes nothing
+                image.seek(index)
+                _check_pixels(image, index, count, max_pixels)
+            image.seek(0)
+            document = cls(kind, image, count)
+            document._load_frame(0)  # decode now so a damaged image fails here, not later
+        except InputError:
+            image.close()
+            raise
+        except Image.DecompressionBombError as exc:
+            image.close()
+            raise TooLarge(f"the image has too many pixels: {exc}") from exc
+        except _IMAGE_ERRORS as exc:
+            image.close()
+            raise CorruptInput(f"the {kind.name} image cannot be decoded: {exc}") from exc
+        return document
+
+    def _load_frame(self, index: int) -> Image.Image:
+        # The decoded frame stays cached in the Pillow image until the next seek, so the decode
+        # done by `open` to validate frame 0 is the one that frame 0's rendering uses.
+        image = self._image
+        if image.tell() != index:
+            image.seek(index)
+        if self.kind is DocumentKind.JPEG:
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale while both sides stay >= the target.
+            image.draft(None, (TARGET_LONGEST_SIDE, TARGET_LONGEST_SIDE))
+        image.load()
+        return image
+
+    def _render_page(self, index: int) -> RenderedPage:
+        try:
+            frame = self._load_frame(index)
+            decoded_size = frame.size
+            oriented = ImageOps.exif_transpose(frame)  # Pillow's TIFF reader does this itself
+            raw_width, raw_height = self._raw_size if index == 0 else decoded_size
+            if oriented.size != decoded_size:  # rotated by a quarter turn
+                raw_width, raw_height = raw_height, raw_width
+            width, height = target_size(raw_width, raw_height)
+            resized = _to_l_or_rgb(oriented).resize((width, height), _LANCZOS)
+            png = _encode_png(resized.convert("RGB") if resized.mode != "RGB" else resized)
+        except _IMAGE_ERRORS as exc:
+            raise CorruptInput(
+                f"page {index + 1} of {self.page_count} could not be decoded: {exc}"
+            ) from exc
+        return RenderedPage(index, png, width, height, None)
+
+    def _release(self) -> None:
+        self._image.close()
+
+
+def _check_pixels(image: Image.Image, index: int, count: int, max_pixels: int) -> None:
+    width, height = image.size
+    if width * height > max_pixels:
+        where = f"page {index + 1} of {count}" if count > 1 else "the image"
+        raise TooLarge(f"{where} is {width} x {height} px; the limit is {max_pixels} pixels")
+    if width == 0 or height == 0:
+        raise CorruptInput(f"the image has no area ({width} x {height})")
+
+
+def _to_l_or_rgb(image: Image.Image) -> Image.Image:
+    """8-bit grey or RGB for any Pillow mode; transparency is flattened onto white, as on paper.
+
+    Grey stays grey until after the resize, which then handles a third of the bytes.
+    """
+    mode = image.mode
+    if mode in ("L", "RGB"):
+        return image
+    if mode == "1":
+        return image.convert("L")
+    if mode.startswith("I") or mode == "F":
+        return _scale_to_8bit(image)
+    if mode == "P" and image.has_transparency_data:
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, _WHITE)
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    try:
+        return image.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, ...
+    except ValueError as exc:
+        raise UnsupportedType(f"images in colour mode {mode} are not supported") from exc
+
+
+def _scale_to_8bit(image: Image.Image) -> Image.Image:
+    # Pillow's own I;16 -> L conversion clips at 255 (a 16-bit page turns white); scale instead.
+    if image.mode.startswith("I;16"):
+        factor = 1 / 257
+        image = image.convert("I")
+    else:  # 32-bit integer or float samples: scale by the range actually used
+        high = float(image.getextrema()[1])  # type: ignore[arg-type]  # one band: (low, high)
+        if image.mode == "F" and 0 < high <= 1:
+            factor = 255.0
+        elif high <= 255:
+            factor = 1.0
+        elif high <= 65535:
+            factor = 1 / 257
+        else:
+            factor = 255 / high
+    return image.point(lambda value: value * factor).convert("L")
+
+
+def _encode_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,55 @@
+"""The core's settings, read once at a process's entry point and passed down (frozen).
+
+Environment names are the deployment guide's where it has one (`VLLM_URL`, `VLLM_PORT`,
+`MODEL_NAME`, `MAX_PAGE_RETRIES`, `SKIP_CROSS_PAGE_MERGE`); processes that need more (workers,
+the API) subclass this, so each process still has exactly one settings object.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ocrflux.render import DEFAULT_MAX_BYTES, DEFAULT_MAX_PAGES
+
+
+class CoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
+
+    vllm_url: str | None = Field(
+        default=None,
+        description="Base URL(s) of the vLLM server(s), comma-separated; unset means no vLLM "
+        "(the `auto` engine then uses `local`)",
+    )
+    vllm_port: int = Field(default=8003, description="Port added to VLLM_URL entries without one")
+    model_name: str = "ChatDOC/OCRFlux-3B"
+    max_page_retries: int = Field(
+        default=1, ge=1, le=10, description="Attempts per model task (the guide's name)"
+    )
+    skip_cross_page_merge: bool = False
+    ocrflux_engine: Literal["vllm", "local", "auto"] = "auto"
+
+    vllm_request_timeout_s: float = Field(default=300.0, gt=0)
+    vllm_max_tokens: int | None = Field(
+        default=8192, description="Cap per generation, so a looping answer frees its GPU slot"
+    )
+    vllm_max_inflight: int = Field(
+        default=128, ge=1, description="Requests in flight per vLLM server from this process"
+    )
+    vllm_retry_budget_s: float = Field(
+        default=120.0, ge=0, description="Total wait on transport errors before a task fails"
+    )
+    vllm_health_interval_s: float = Field(default=10.0, gt=0)
+    model_max_len: int = Field(
+        default=16384,
+        description="The served context length (vLLM --max-model-len); table "
+        "pairs too large for it are merged without the model",
+    )
+
+    page_concurrency: int = Field(
+        default=64, ge=1, description="Pages of one document recognised at once (direct path)"
+    )
+    max_file_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1)
+    max_pages: int = Field(default=DEFAULT_MAX_PAGES, ge=1)

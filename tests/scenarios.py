@@ -1,0 +1,153 @@
+"""Documents with known content and the answers the OCRFlux-3B test double gives for them.
+
+A `DocumentCase` holds a generated PDF, what "the model" reads on each page, the merge pairs it
+detects and the table merges it answers. `register` teaches a test double all of it; the page
+images are rendered with the production renderer so the double recognises them by their pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pymupdf
+
+from ocrflux.page_parse import page_elements
+from ocrflux.render import open_document
+
+
+@dataclass(frozen=True)
+class DocumentCase:
+    name: str
+    data: bytes
+    model_pages: Sequence[str | None]  # natural_text per page as the model answers it
+    merges: Mapping[int, Sequence[tuple[int, int]]] = field(default_factory=dict)
+    table_merges: Sequence[tuple[str, str, str]] = ()  # (table1, table2, merged) as HTML
+
+    def elements(self, page: int) -> list[str]:
+        return page_elements(self.model_pages[page])
+
+
+def pdf_with_lines(pages: Sequence[Sequence[str]], *, size: tuple[float, float] = (595, 842),
+                   fontsize: float = 11) -> bytes:
+    """A born-digital PDF: each page draws its lines top-down (a text layer and unique pixels)."""
+    doc = pymupdf.open()
+    for lines in pages:
+        page = doc.new_page(width=size[0], height=size[1])
+        y = 72.0
+        for line in lines:
+            page.insert_text((72, y), line, fontsize=fontsize)
+            y += fontsize * 1.6
+    data = doc.tobytes()
+    doc.close()
+    return data
+
+
+def page_images(data: bytes) -> list[bytes]:
+    with open_document(data) as document:
+        return [page.png for page in document.pages()]
+
+
+def register(server: object, case: DocumentCase) -> list[str]:
+    """Teach a double (a fixture handle or control client) the case; returns the page keys."""
+    keys = []
+    for png, text in zip(page_images(case.data), case.model_pages, strict=True):
+        keys.append(server.register_page(png, text))  # type: ignore[attr-defined]
+    for first, pairs in case.merges.items():
+        server.register_merges(case.elements(first), case.elements(first + 1),  # type: ignore[attr-defined]
+                               list(pairs))
+    for table1, table2, merged in case.table_merges:
+        server.register_table_merge(table1, table2, merged)  # type: ignore[attr-defined]
+    return keys
+
+
+# The model's matrix format (a <l> colspan marker) and its ordinary-HTML conversion.
+T3_MATRIX = ("<table><tr><td>Name</td><td>Score</td><td><l></td></tr>"
+             "<tr><td>A</td><td>1</td><td>2</td></tr></table>")
+T3 = ('<table><tr><td>Name</td><td colspan="2">Score</td></tr>'
+      "<tr><td>A</td><td>1</td><td>2</td></tr></table>")
+T4 = "<table><tr><td>B</td><td>3</td><td>4</td></tr></table>"
+T5 = "<table><tr><td>C</td><td>5</td><td>6</td></tr></table>"
+T45 = ("<table><tr><td>B</td><td>3</td><td>4</td></tr>"
+       "<tr><td>C</td><td>5</td><td>6</td></tr></table>")
+T345 = ('<table><tr><td>Name</td><td colspan="2">Score</td></tr>'
+        "<tr><td>A</td><td>1</td><td>2</td></tr><tr><td>B</td><td>3</td><td>4</td></tr>"
+        "<tr><td>C</td><td>5</td><td>6</td></tr></table>")
+
+REPORT_PAGES: list[str | None] = [
+    "# Annual Report\n\nThis report covers the year and its paragraph continues on the next",
+    "page without a break.\n\nSecond page has its own paragraph. It ends with a hyphenated exam-",
+    "ple word completing the split.\n\n<Image>(10,20),(200,300)</Image>\n\nA caption after the "
+    "figure.",
+    f"# Results\n\n{T3_MATRIX}",
+    T4,
+    f"{T5}\n\nTable notes follow.",
+    "# 第二部分\n\n这是一个跨页的中文段落，它在这一页没有结束",
+    "而是在下一页继续。\n\nEnglish text again.",
+    None,  # a blank page
+    "Page ten stands alone.",
+    "Page eleven ends with a sentence.",
+    "Final page.",
+]
+
+REPORT_TEXT = (
+    "# Annual Report\n\n"
+    "This report covers the year and its paragraph continues on the next page without a break."
+    "\n\nSecond page has its own paragraph. It ends with a hyphenated exam-ple word completing "
+    "the split.\n\n"
+    "A caption after the figure.\n\n"
+    f"# Results\n\n{T345}\n\n"
+    "Table notes follow.\n\n"
+    "# 第二部分\n\n"
+    "这是一个跨页的中文段落，它在这一页没有结束而是在下一页继续。\n\n"
+    "English text again.\n\n"
+    "Page ten stands alone.\n\n"
+    "Page eleven ends with a sentence.\n\n"
+    "Final page."
+)
+
+REPORT_PAGE_TEXTS = {
+    "0": "# Annual Report\n\nThis report covers the year and its paragraph continues on the next",
+    "1": "page without a break.\n\nSecond page has its own paragraph. It ends with a hyphenated "
+         "exam-",
+    "2": "ple word completing the split.\n\nA caption after the figure.",
+    "3": f"# Results\n\n{T3}",
+    "4": T4,
+    "5": f"{T5}\n\nTable notes follow.",
+    "6": "# 第二部分\n\n这是一个跨页的中文段落，它在这一页没有结束",
+    "7": "而是在下一页继续。\n\nEnglish text again.",
+    "8": "",
+    "9": "Page ten stands alone.",
+    "10": "Page eleven ends with a sentence.",
+    "11": "Final page.",
+}
+
+#: What each report page shows in its text layer (ASCII stand-ins where a base-14 font has no
+#: glyphs); the blank page draws nothing.
+REPORT_LAYER_LINES: list[list[str]] = [
+    ["Annual Report", "This report covers the year"],
+    ["page without a break."],
+    ["ple word completing the split."],
+    ["Results"],
+    ["B 3 4"],
+    ["C 5 6", "Table notes follow."],
+    ["Part two"],
+    ["English text again."],
+    [],
+    ["Page ten stands alone."],
+    ["Page eleven ends with a sentence."],
+    ["Final page."],
+]
+
+
+def twelve_page_report() -> DocumentCase:
+    """The core's end-to-end case: a paragraph over pages 1-2, a hyphenated word over 2-3, a
+    figure, a table over pages 4-6 (a chain), a CJK paragraph over 7-8 and a blank page 9
+    (1-based)."""
+    return DocumentCase(
+        name="report.pdf",
+        data=pdf_with_lines(REPORT_LAYER_LINES),
+        model_pages=REPORT_PAGES,
+        merges={0: [(1, 0)], 1: [(1, 0)], 3: [(1, 0)], 4: [(0, 0)], 6: [(1, 0)]},
+        table_merges=[(T4, T5, T45), (T3, T45, T345)],
+    )
