@@ -32,6 +32,10 @@ test: setup ## run the test suite (starts and stops its own Kafka broker unless 
 lint: setup ## ruff check
 	$(VENV)/bin/ruff check .
 
+.PHONY: schemas
+schemas: setup ## write the JSON Schema of every topic record to schemas/json/ (a test fails when stale)
+	$(PY) -m schemas.export
+
 broker: setup ## start a local Kafka broker in the background (stop it with `make broker-stop`)
 	$(VENV)/bin/ocrflux broker start
 
@@ -41,3 +45,7 @@ broker-stop: ## stop the local Kafka broker that `make broker` started
 clean: broker-stop ## stop the local broker and remove caches, build output and the virtualenv
 	rm -rf .cache .pytest_cache .ruff_cache .mypy_cache .hypothesis build dist *.egg-info $(VENV)
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+.PHONY: bench-local
+bench-local: setup ## local engine quality: CER and s/page on generated and Debian PDF pages -> BENCHMARKS.md
+	$(VENV)/bin/python -m bench.bench_local

@@ -204,8 +204,8 @@ def start_broker(
             work_dir,
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster_id,
+            # "=" keeps an id that starts with "-" (url-safe base64 may) from reading as a flag
+            f"--cluster-id={cluster_id}",
             "-c",
             str(config),
             "--ignore-formatted",

@@ -44,6 +44,37 @@ def _convert(args: argparse.Namespace) -> int:
     return asyncio.run(run_convert(args))
 
 
+def _worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from streams.settings import WorkerSettings
+    from streams.worker import parse_roles, run_worker
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        roles = parse_roles(args.roles)
+    except ValueError as exc:
+        print(f"ocrflux worker: error: {exc}", file=sys.stderr)
+        return 2
+    overrides = {"vllm_url": args.vllm_url, "ocrflux_engine": args.engine}
+    settings = WorkerSettings(**{k: v for k, v in overrides.items() if v is not None})
+    return run_worker(settings, roles, loglevel=args.loglevel)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from connectors.cli_commands import run_submit
+
+    return run_submit(args)
+
+
+def _results(args: argparse.Namespace) -> int:
+    from connectors.cli_commands import run_results
+
+    return run_results(args)
+
+
 def _page_range(text: str) -> tuple[int, int]:
     first, _, last = text.partition("-")
     try:
@@ -87,9 +118,62 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     )
     handlers["convert"] = _convert
 
+    worker = commands.add_parser("worker", help="run the stream processor's agents")
+    worker.add_argument(
+        "--roles",
+        default="split,recognize,assemble",
+        help="comma-separated subset of split,recognize,assemble (default: all)",
+    )
+    worker.add_argument(
+        "--engine",
+        choices=["vllm", "local", "auto"],
+        help="default recognition engine (else OCRFLUX_ENGINE, default auto)",
+    )
+    worker.add_argument("--vllm-url", help="vLLM base URL(s), comma-separated (else VLLM_URL)")
+    worker.add_argument(
+        "--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"]
+    )
+    handlers["worker"] = _worker
+
     broker = commands.add_parser("broker", help="run a local single-node Apache Kafka broker")
     broker.add_argument("action", choices=["start", "stop", "status"])
     handlers["broker"] = _broker
+
+    submit = commands.add_parser(
+        "submit", help="send documents to the stream processor (Kafka) and print their doc_ids"
+    )
+    submit.add_argument("files", nargs="+", metavar="FILE", help="PDFs or images")
+    submit.add_argument(
+        "--wait",
+        action="store_true",
+        help="show a progress bar per document, write the results, print a summary",
+    )
+    submit.add_argument(
+        "--out", metavar="DIR", help="with --wait: write results here (default: next to the input)"
+    )
+    submit.add_argument("--format", choices=["markdown", "text"], default="markdown")
+    submit.add_argument("--max-page-retries", type=int, metavar="N", help="attempts per model task")
+    submit.add_argument("--skip-cross-page-merge", action="store_true")
+    submit.add_argument(
+        "--engine", choices=["vllm", "local", "auto"], help="default: the worker's engine"
+    )
+    submit.add_argument(
+        "--pages", type=_page_range, metavar="FIRST-LAST", help="only these pages (1-based)"
+    )
+    submit.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="with --wait: stop waiting after this"
+    )
+    handlers["submit"] = _submit
+
+    results = commands.add_parser("results", help="print document results from Kafka")
+    results.add_argument("doc_ids", nargs="*", metavar="DOC_ID", help="only these documents")
+    results.add_argument("--follow", action="store_true", help="keep printing new results")
+    results.add_argument(
+        "--wait", action="store_true", help="wait until every DOC_ID given has a result"
+    )
+    results.add_argument("--json", action="store_true", help="one full result (JSON) per line")
+    results.add_argument("--timeout", type=float, metavar="SECONDS", help="stop reading after this")
+    handlers["results"] = _results
 
     return parser, handlers
 

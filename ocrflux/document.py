@@ -80,12 +80,14 @@ def document_status(pages: Iterable[PageResult]) -> tuple[str, ErrorInfo | None]
         return "completed", None
     first = failed[0].error or ErrorInfo(code="task_failed", message="page not recognized")
     if len(failed) == len(pages) and all(p.source == "none" for p in failed):
-        return "failed", ErrorInfo(code=first.code,
-                                   message=f"no page could be recognized: {first.message}")
+        return "failed", ErrorInfo(
+            code=first.code, message=f"no page could be recognized: {first.message}"
+        )
     return "partial", ErrorInfo(
         code=first.code,
         message=f"{len(failed)} of {len(pages)} page(s) not recognized by the model (first: "
-        f"page {failed[0].index}: {first.message})")
+        f"page {failed[0].index}: {first.message})",
+    )
 
 
 def build_result(

@@ -165,6 +165,37 @@ def table_merge_chains(pages: Pages, pairs: PairsByPage) -> list[list[TablePair]
     return chains
 
 
+def ready_table_merges(
+    chains: Sequence[Sequence[TablePair]],
+    pages: Pages,
+    outcomes: Mapping[tuple[int, int], str | None],
+) -> list[tuple[TablePair, str, str]]:
+    """The table merges that can run now, with their two input tables.
+
+    `outcomes` holds the finished links by first element, `(page, i)`: the merged HTML, or
+    None when the merge failed. A link is ready when every link after it in its chain (further
+    down the document) has finished; its second table is the downstream merge result when that
+    succeeded, else the original table. Both drivers schedule table merges with this.
+    """
+    ready = []
+    for chain in chains:
+        for pair in chain:  # last page pair first
+            if pair.first in outcomes:
+                continue
+            first = _element(pages, *pair.first)
+            second = outcomes.get(pair.second) or _element(pages, *pair.second)
+            if first is not None and second is not None:
+                ready.append((pair, first, second))
+            break
+    return ready
+
+
+def table_merges_done(
+    chains: Sequence[Sequence[TablePair]], outcomes: Mapping[tuple[int, int], str | None]
+) -> bool:
+    return all(pair.first in outcomes for chain in chains for pair in chain)
+
+
 async def run_table_merges(
     chains: Sequence[Sequence[TablePair]], pages: Pages, merge: MergeTables
 ) -> dict[tuple[int, int], str]:
@@ -174,22 +205,17 @@ async def run_table_merges(
     already contains everything merged further down its chain. A failed link (None or "") leaves
     the next link to merge with the original table.
     """
-    merged: dict[tuple[int, int], str] = {}
+    outcomes: dict[tuple[int, int], str | None] = {}
 
-    async def run(chain: Sequence[TablePair]) -> None:
-        for pair in chain:
-            first = _element(pages, *pair.first)
-            second = merged.get(pair.second) or _element(pages, *pair.second)
-            if first is None or second is None:
-                continue
-            result = await merge(first, second)
-            if result:  # an empty answer is a failed merge, not an empty table
-                merged[pair.first] = result
+    async def run(pair: TablePair, table1: str, table2: str) -> None:
+        # an empty answer is a failed merge, not an empty table
+        outcomes[pair.first] = await merge(table1, table2) or None
 
-    async with asyncio.TaskGroup() as group:
-        for chain in chains:
-            group.create_task(run(chain))
-    return merged
+    while ready := ready_table_merges(chains, pages, outcomes):
+        async with asyncio.TaskGroup() as group:
+            for pair, table1, table2 in ready:
+                group.create_task(run(pair, table1, table2))
+    return {key: html for key, html in outcomes.items() if html}
 
 
 def _joiner(tail: str) -> str:

@@ -122,7 +122,7 @@ def sniff(data: bytes) -> DocumentKind:
         raise UnsupportedType(
             "unsupported document type: not a PDF or a PNG, JPEG, BMP, TIFF or WebP image"
         )
-    raise UnsupportedType(f"unsupported document type: this looks like a {what}")
+    raise UnsupportedType(f"unsupported document type: this looks like {what}")
 
 
 def is_accepted_filename(filename: str) -> bool:

@@ -55,8 +55,9 @@ def _bytes_from_base64(value: Any) -> Any:
 Base64Bytes = Annotated[
     bytes,
     BeforeValidator(_bytes_from_base64),
-    PlainSerializer(lambda b: base64.b64encode(b).decode("ascii"), return_type=str,
-                    when_used="json"),
+    PlainSerializer(
+        lambda b: base64.b64encode(b).decode("ascii"), return_type=str, when_used="json"
+    ),
     WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
 ]
 
@@ -72,13 +73,17 @@ class DocumentRequest(_Record):
 
     kind: Literal["document_request"] = "document_request"
     doc_id: str | None = Field(
-        default=None, description="Caller's id; default: a hash of the bytes and of the options "
-        "that change the output, so resubmitting is idempotent")
+        default=None,
+        description="Caller's id; default: a hash of the bytes and of the options "
+        "that change the output, so resubmitting is idempotent",
+    )
     content: Base64Bytes | None = Field(default=None, description="The document, inline")
     content_ref: str | None = Field(
-        default=None, description="Where the bytes are: file://, s3:// or http(s)://")
+        default=None, description="Where the bytes are: file://, s3:// or http(s)://"
+    )
     content_sha256: str | None = Field(
-        default=None, description="Hex digest of the bytes (required with content_ref)")
+        default=None, description="Hex digest of the bytes (required with content_ref)"
+    )
     content_length: int | None = Field(default=None, ge=0)
     filename: str | None = None
     content_type: str | None = None
@@ -94,35 +99,38 @@ class DocumentRequest(_Record):
         return self
 
 
+class DocumentInfo(BaseModel):
+    """What later stages need to know about a document; travels with each of its pages."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    first_page: int = Field(ge=0, description="First 0-based page index converted")
+    stop_page: int = Field(ge=1, description="One past the last 0-based page index converted")
+    num_pages: int = Field(ge=1, description="Pages in the whole document")
+    options: ConversionOptions
+    source: str | None = Field(default=None, description="File name or URL of the input")
+    engine: str = Field(default="", description="Engine that recognized the pages")
+    model: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    reply_to: str | None = None
+    submitted_at: float | None = None
+
+    @property
+    def pages_total(self) -> int:
+        return self.stop_page - self.first_page
+
+
 class PageTask(_Record):
     """One rendered page to recognize."""
 
     kind: Literal["page_task"] = "page_task"
     doc_id: str
     page: int = Field(ge=0, description="0-based index in the document")
-    first_page: int = Field(ge=0, description="First 0-based index converted")
-    stop_page: int = Field(ge=1, description="One past the last 0-based index converted")
-    num_pages: int = Field(ge=1, description="Pages in the whole document")
+    info: DocumentInfo
     png: Base64Bytes
     width: int
     height: int
     text_layer: str | None = None
-    options: ConversionOptions
-    source: str | None = None
-
-
-class DocumentInfo(BaseModel):
-    """What the assembler needs to know about a document, carried by each of its page results."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    first_page: int
-    stop_page: int
-    num_pages: int
-    options: ConversionOptions
-    source: str | None = None
-    engine: str = ""
-    model: str | None = None
 
 
 class PageDone(_Record):
@@ -155,8 +163,7 @@ class TableMerged(_Record):
     usage: TokenUsage = Field(default_factory=TokenUsage)
 
 
-PageResultsRecord = Annotated[PageDone | PairsDetected | TableMerged,
-                              Field(discriminator="kind")]
+PageResultsRecord = Annotated[PageDone | PairsDetected | TableMerged, Field(discriminator="kind")]
 
 Stage = Literal["queued", "split", "recognize", "assemble", "completed", "partial", "failed"]
 
@@ -197,8 +204,14 @@ class ResultRecord(DocumentResult):
 
 
 AnyRecord = Annotated[
-    DocumentRequest | PageTask | PageDone | PairsDetected | TableMerged | ProgressEvent
-    | DlqRecord | ResultRecord,
+    DocumentRequest
+    | PageTask
+    | PageDone
+    | PairsDetected
+    | TableMerged
+    | ProgressEvent
+    | DlqRecord
+    | ResultRecord,
     Field(discriminator="kind"),
 ]
 

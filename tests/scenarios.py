@@ -7,10 +7,13 @@ images are rendered with the production renderer so the double recognises them b
 
 from __future__ import annotations
 
+import io
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pymupdf
+from PIL import Image, ImageDraw
 
 from ocrflux.page_parse import page_elements
 from ocrflux.render import open_document
@@ -28,8 +31,9 @@ class DocumentCase:
         return page_elements(self.model_pages[page])
 
 
-def pdf_with_lines(pages: Sequence[Sequence[str]], *, size: tuple[float, float] = (595, 842),
-                   fontsize: float = 11) -> bytes:
+def pdf_with_lines(
+    pages: Sequence[Sequence[str]], *, size: tuple[float, float] = (595, 842), fontsize: float = 11
+) -> bytes:
     """A born-digital PDF: each page draws its lines top-down (a text layer and unique pixels)."""
     doc = pymupdf.open()
     for lines in pages:
@@ -54,25 +58,35 @@ def register(server: object, case: DocumentCase) -> list[str]:
     for png, text in zip(page_images(case.data), case.model_pages, strict=True):
         keys.append(server.register_page(png, text))  # type: ignore[attr-defined]
     for first, pairs in case.merges.items():
-        server.register_merges(case.elements(first), case.elements(first + 1),  # type: ignore[attr-defined]
-                               list(pairs))
+        server.register_merges(
+            case.elements(first),
+            case.elements(first + 1),  # type: ignore[attr-defined]
+            list(pairs),
+        )
     for table1, table2, merged in case.table_merges:
         server.register_table_merge(table1, table2, merged)  # type: ignore[attr-defined]
     return keys
 
 
 # The model's matrix format (a <l> colspan marker) and its ordinary-HTML conversion.
-T3_MATRIX = ("<table><tr><td>Name</td><td>Score</td><td><l></td></tr>"
-             "<tr><td>A</td><td>1</td><td>2</td></tr></table>")
-T3 = ('<table><tr><td>Name</td><td colspan="2">Score</td></tr>'
-      "<tr><td>A</td><td>1</td><td>2</td></tr></table>")
+T3_MATRIX = (
+    "<table><tr><td>Name</td><td>Score</td><td><l></td></tr>"
+    "<tr><td>A</td><td>1</td><td>2</td></tr></table>"
+)
+T3 = (
+    '<table><tr><td>Name</td><td colspan="2">Score</td></tr>'
+    "<tr><td>A</td><td>1</td><td>2</td></tr></table>"
+)
 T4 = "<table><tr><td>B</td><td>3</td><td>4</td></tr></table>"
 T5 = "<table><tr><td>C</td><td>5</td><td>6</td></tr></table>"
-T45 = ("<table><tr><td>B</td><td>3</td><td>4</td></tr>"
-       "<tr><td>C</td><td>5</td><td>6</td></tr></table>")
-T345 = ('<table><tr><td>Name</td><td colspan="2">Score</td></tr>'
-        "<tr><td>A</td><td>1</td><td>2</td></tr><tr><td>B</td><td>3</td><td>4</td></tr>"
-        "<tr><td>C</td><td>5</td><td>6</td></tr></table>")
+T45 = (
+    "<table><tr><td>B</td><td>3</td><td>4</td></tr><tr><td>C</td><td>5</td><td>6</td></tr></table>"
+)
+T345 = (
+    '<table><tr><td>Name</td><td colspan="2">Score</td></tr>'
+    "<tr><td>A</td><td>1</td><td>2</td></tr><tr><td>B</td><td>3</td><td>4</td></tr>"
+    "<tr><td>C</td><td>5</td><td>6</td></tr></table>"
+)
 
 REPORT_PAGES: list[str | None] = [
     "# Annual Report\n\nThis report covers the year and its paragraph continues on the next",
@@ -109,7 +123,7 @@ REPORT_TEXT = (
 REPORT_PAGE_TEXTS = {
     "0": "# Annual Report\n\nThis report covers the year and its paragraph continues on the next",
     "1": "page without a break.\n\nSecond page has its own paragraph. It ends with a hyphenated "
-         "exam-",
+    "exam-",
     "2": "ple word completing the split.\n\nA caption after the figure.",
     "3": f"# Results\n\n{T3}",
     "4": T4,
@@ -151,3 +165,140 @@ def twelve_page_report() -> DocumentCase:
         merges={0: [(1, 0)], 1: [(1, 0)], 3: [(1, 0)], 4: [(0, 0)], 6: [(1, 0)]},
         table_merges=[(T4, T5, T45), (T3, T45, T345)],
     )
+
+
+# ---- generated corpora -------------------------------------------------------------------
+
+_WORDS = [
+    "stream",
+    "page",
+    "table",
+    "merge",
+    "model",
+    "vector",
+    "kafka",
+    "record",
+    "broker",
+    "partition",
+    "offset",
+    "column",
+    "paragraph",
+    "layout",
+    "figure",
+    "token",
+    "batch",
+    "worker",
+    "render",
+    "image",
+    "scan",
+    "result",
+    "document",
+    "text",
+    "quality",
+    "latency",
+    "throughput",
+    "memory",
+    "replica",
+    "leader",
+    "commit",
+]
+
+
+def _sentence(rng: random.Random, words: int, *, end: str = ".") -> str:
+    chosen = [rng.choice(_WORDS) for _ in range(words)]
+    return " ".join(chosen).capitalize() + end
+
+
+def _matrix_table(rng: random.Random, columns: int, rows: int, tag: str) -> str:
+    body = "".join(
+        "<tr>" + "".join(f"<td>{tag}{r}{c}</td>" for c in range(columns)) + "</tr>"
+        for r in range(rows)
+    )
+    return f"<table>{body}</table>"
+
+
+def _generated_pages(
+    rng: random.Random, name: str, count: int
+) -> tuple[list[str | None], dict[int, list[tuple[int, int]]]]:
+    pages: list[list[str]] = [[] for _ in range(count)]
+    merges: dict[int, list[tuple[int, int]]] = {}
+    pages[0].append(f"# {name}")
+    for p in range(count):
+        elements = pages[p]
+        for _ in range(rng.randint(1, 3)):
+            elements.append(
+                " ".join(_sentence(rng, rng.randint(5, 12)) for _ in range(rng.randint(1, 3)))
+            )
+        if rng.random() < 0.15:
+            elements.append("<Image>(40,60),(300,400)</Image>")
+        if rng.random() < 0.1:
+            elements.append("这是一个中文段落，用于测试。")
+        if p + 1 < count:
+            roll = rng.random()
+            if roll < 0.35:  # a paragraph that runs onto the next page
+                elements.append(_sentence(rng, 8, end=""))
+                pages[p + 1].insert(0, _sentence(rng, 6).lower())
+                merges[p] = [(len(_kept(elements)) - 1, 0)]
+            elif roll < 0.5:  # a table that runs onto the next page
+                columns = rng.randint(2, 4)
+                elements.append(_matrix_table(rng, columns, rng.randint(1, 3), f"{p}a"))
+                pages[p + 1].insert(0, _matrix_table(rng, columns, rng.randint(1, 3), f"{p}b"))
+                merges[p] = [(len(_kept(elements)) - 1, 0)]
+    texts: list[str | None] = ["\n\n".join(elements) for elements in pages]
+    if count > 3 and rng.random() < 0.3:
+        blank = rng.randrange(1, count - 1)
+        if blank not in merges and blank - 1 not in merges:
+            texts[blank] = None
+    return texts, merges
+
+
+def _kept(elements: Sequence[str]) -> list[str]:
+    return page_elements("\n\n".join(elements))
+
+
+def _label_image(text: str, size: tuple[int, int] = (850, 1100)) -> Image.Image:
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    for n, line in enumerate(text.splitlines()):
+        draw.text((60, 60 + 24 * n), line, fill="black")
+    return image
+
+
+def _image_bytes(frames: Sequence[Image.Image], fmt: str) -> bytes:
+    out = io.BytesIO()
+    if fmt == "TIFF" and len(frames) > 1:
+        frames[0].save(out, format="TIFF", save_all=True, append_images=list(frames[1:]))
+    else:
+        frames[0].save(out, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return out.getvalue()
+
+
+def generated_cases(count: int = 20, *, seed: int = 7, max_pages: int = 40) -> list[DocumentCase]:
+    """`count` documents of 1 to `max_pages` pages: PDFs, PNG, JPEG and multi-page TIFF, with
+    paragraphs and tables that cross pages. Every page looks different (its pixels identify it).
+    """
+    rng = random.Random(seed)
+    images = ["png", "jpeg", "tiff", "tiff"] if count >= 8 else []
+    kinds = ["pdf"] * (count - len(images)) + images
+    cases = []
+    for n in range(count):
+        kind = kinds[n]
+        name = f"gen-{seed}-{n:02d}"
+        if kind == "pdf":
+            pages = 1 if n == 0 else max_pages if n == 1 else rng.randint(1, max_pages)
+        elif kind == "tiff":
+            pages = rng.randint(2, 5)
+        else:
+            pages = 1
+        texts, merges = _generated_pages(rng, name, pages)
+        labels = [f"{name} page {p + 1}\n" + (text or "")[:300] for p, text in enumerate(texts)]
+        if kind == "pdf":
+            data = pdf_with_lines([label.splitlines()[:12] for label in labels])
+            filename = f"{name}.pdf"
+        else:
+            frames = [_label_image(label) for label in labels]
+            fmt = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF"}[kind]
+            data = _image_bytes(frames, fmt)
+            filename = f"{name}.{kind}"
+        cases.append(DocumentCase(name=filename, data=data, model_pages=texts, merges=merges))
+    return cases

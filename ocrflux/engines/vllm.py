@@ -37,6 +37,11 @@ class VllmEngine:
         self._max_tokens = max_tokens
         self._model_max_len = model_max_len
 
+    def inflight(self) -> dict[str, int]:
+        """Requests in flight per server, when the completer keeps count (VllmClient does)."""
+        stats = getattr(self._completer, "stats", None)
+        return dict(stats.inflight) if stats is not None else {}
+
     async def recognize_page(self, page: RenderedPage, *, max_attempts: int) -> PageResult:
         outcome = await run_task(
             self._completer,

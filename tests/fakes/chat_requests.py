@@ -15,8 +15,11 @@ from tests.fakes.ocrflux_server import DEFAULT_MODEL
 from tests.fakes.truth import PAGE_PROMPT
 
 
-def sample_png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (120, 170),
-               compress_level: int = 6) -> bytes:
+def sample_png(
+    color: tuple[int, int, int] = (200, 30, 30),
+    size: tuple[int, int] = (120, 170),
+    compress_level: int = 6,
+) -> bytes:
     """A white page with one coloured block; different colours are different pages."""
     image = Image.new("RGB", size, (255, 255, 255))
     image.paste(color, (10, 10, size[0] // 2, size[1] // 2))
@@ -32,14 +35,25 @@ def blank_png() -> bytes:
     return buffer.getvalue()
 
 
-def chat_body(prompt: str, image: bytes | None = None, *, model: str = DEFAULT_MODEL,
-              **extra: Any) -> dict[str, Any]:
+def chat_body(
+    prompt: str, image: bytes | None = None, *, model: str = DEFAULT_MODEL, **extra: Any
+) -> dict[str, Any]:
     """The protocol's request body (section 4); `extra` adds or overrides top-level fields."""
     data = base64.b64encode(image if image is not None else blank_png()).decode()
-    return {"model": model, "messages": [{"role": "user", "content": [
-        {"type": "text", "text": prompt},
-        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}},
-    ]}], "temperature": 0.0, **extra}
+    return {
+        "model": model,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": prompt},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}},
+                ],
+            }
+        ],
+        "temperature": 0.0,
+        **extra,
+    }
 
 
 def page_body(image: bytes | None = None, **extra: Any) -> dict[str, Any]:

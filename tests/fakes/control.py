@@ -59,14 +59,25 @@ class _Calls:
     """What each control method sends; the two clients only differ in how they send it."""
 
     @staticmethod
-    def register_page(page: bytes | str, natural_text: str | None, *,
-                      primary_language: str | None = "en", is_rotation_valid: bool = True,
-                      rotation_correction: int = 0, is_table: bool = False,
-                      is_diagram: bool = False) -> _Call:
-        body = {**_page_field(page), "natural_text": natural_text,
-                "primary_language": primary_language, "is_rotation_valid": is_rotation_valid,
-                "rotation_correction": rotation_correction, "is_table": is_table,
-                "is_diagram": is_diagram}
+    def register_page(
+        page: bytes | str,
+        natural_text: str | None,
+        *,
+        primary_language: str | None = "en",
+        is_rotation_valid: bool = True,
+        rotation_correction: int = 0,
+        is_table: bool = False,
+        is_diagram: bool = False,
+    ) -> _Call:
+        body = {
+            **_page_field(page),
+            "natural_text": natural_text,
+            "primary_language": primary_language,
+            "is_rotation_valid": is_rotation_valid,
+            "rotation_correction": rotation_correction,
+            "is_table": is_table,
+            "is_diagram": is_diagram,
+        }
         return _Call("POST", "/_test/pages", body, lambda answer: answer["key"])
 
     @staticmethod
@@ -75,8 +86,11 @@ class _Calls:
         return _Call("POST", "/_test/pages", body, lambda answer: answer["key"])
 
     @staticmethod
-    def register_merges(previous: Sequence[str], next_elements: Sequence[str],
-                        pairs: Iterable[tuple[int, int]] | str) -> _Call:
+    def register_merges(
+        previous: Sequence[str],
+        next_elements: Sequence[str],
+        pairs: Iterable[tuple[int, int]] | str,
+    ) -> _Call:
         wire = pairs if isinstance(pairs, str) else [[i, j] for i, j in pairs]
         body = {"previous": list(previous), "next": list(next_elements), "pairs": wire}
         return _Call("POST", "/_test/merges", body)
@@ -87,17 +101,30 @@ class _Calls:
         return _Call("POST", "/_test/table_merges", body)
 
     @staticmethod
-    def add_fault(kind: str, *, rate: float | None = None, count: int | None = None,
-                  task: str | None = None, pages: Iterable[bytes | str] = (),
-                  seed: int = 0) -> _Call:
-        body = {"kind": kind, "rate": rate, "count": count, "task": task,
-                "pages": [as_key(page) for page in pages], "seed": seed}
+    def add_fault(
+        kind: str,
+        *,
+        rate: float | None = None,
+        count: int | None = None,
+        task: str | None = None,
+        pages: Iterable[bytes | str] = (),
+        seed: int = 0,
+    ) -> _Call:
+        body = {
+            "kind": kind,
+            "rate": rate,
+            "count": count,
+            "task": task,
+            "pages": [as_key(page) for page in pages],
+            "seed": seed,
+        }
         return _Call("POST", "/_test/faults", body, lambda answer: answer["id"])
 
     @staticmethod
     def remove_fault(rule_id: int) -> _Call:
-        return _Call("DELETE", f"/_test/faults/{int(rule_id)}", None,
-                     lambda answer: answer["removed"])
+        return _Call(
+            "DELETE", f"/_test/faults/{int(rule_id)}", None, lambda answer: answer["removed"]
+        )
 
     @staticmethod
     def clear_faults() -> _Call:
@@ -112,9 +139,13 @@ class _Calls:
         return _Call("POST", "/_test/health", {"mode": mode})
 
     @staticmethod
-    def configure(*, capacity: int | None = None,
-                  service_time: float | ServiceTime | dict[str, Any] | None = None,
-                  stall_seconds: float | None = None, paused: bool | None = None) -> _Call:
+    def configure(
+        *,
+        capacity: int | None = None,
+        service_time: float | ServiceTime | dict[str, Any] | None = None,
+        stall_seconds: float | None = None,
+        paused: bool | None = None,
+    ) -> _Call:
         body: dict[str, Any] = {}
         if paused is not None:
             body["paused"] = paused
@@ -136,8 +167,13 @@ class _Calls:
 
     @staticmethod
     def wait_for(*, timeout: float = 10.0, **minimums: int) -> _Call:
-        return _Call("POST", "/_test/wait", {"timeout": timeout, **minimums},
-                     lambda answer: answer, timeout=timeout + DEFAULT_TIMEOUT_S)
+        return _Call(
+            "POST",
+            "/_test/wait",
+            {"timeout": timeout, **minimums},
+            lambda answer: answer,
+            timeout=timeout + DEFAULT_TIMEOUT_S,
+        )
 
     @staticmethod
     def reset(*scopes: str) -> _Call:
@@ -168,8 +204,12 @@ class ControlClient:
 
     def _send(self, call: _Call) -> Any:
         data = None if call.body is None else json.dumps(call.body).encode()
-        request = urllib.request.Request(self.url + call.path, data=data, method=call.method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.url + call.path,
+            data=data,
+            method=call.method,
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with self._opener.open(request, timeout=call.timeout) as response:
                 status, raw = response.status, response.read()
@@ -177,29 +217,52 @@ class ControlClient:
             status, raw = exc.code, exc.read()
         return _check(status, json.loads(raw) if raw else None, call)
 
-    def register_page(self, page: bytes | str, natural_text: str | None, *,
-                      primary_language: str | None = "en", is_rotation_valid: bool = True,
-                      rotation_correction: int = 0, is_table: bool = False,
-                      is_diagram: bool = False) -> str:
+    def register_page(
+        self,
+        page: bytes | str,
+        natural_text: str | None,
+        *,
+        primary_language: str | None = "en",
+        is_rotation_valid: bool = True,
+        rotation_correction: int = 0,
+        is_table: bool = False,
+        is_diagram: bool = False,
+    ) -> str:
         call = _Calls.register_page(
-            page, natural_text, primary_language=primary_language,
-            is_rotation_valid=is_rotation_valid, rotation_correction=rotation_correction,
-            is_table=is_table, is_diagram=is_diagram)
+            page,
+            natural_text,
+            primary_language=primary_language,
+            is_rotation_valid=is_rotation_valid,
+            rotation_correction=rotation_correction,
+            is_table=is_table,
+            is_diagram=is_diagram,
+        )
         return self._send(call)
 
     def register_page_raw(self, page: bytes | str, content: str) -> str:
         return self._send(_Calls.register_page_raw(page, content))
 
-    def register_merges(self, previous: Sequence[str], next_elements: Sequence[str],
-                        pairs: Iterable[tuple[int, int]] | str) -> None:
+    def register_merges(
+        self,
+        previous: Sequence[str],
+        next_elements: Sequence[str],
+        pairs: Iterable[tuple[int, int]] | str,
+    ) -> None:
         self._send(_Calls.register_merges(previous, next_elements, pairs))
 
     def register_table_merge(self, table1: str, table2: str, merged: str) -> None:
         self._send(_Calls.register_table_merge(table1, table2, merged))
 
-    def add_fault(self, kind: str, *, rate: float | None = None, count: int | None = None,
-                  task: str | None = None, pages: Iterable[bytes | str] = (),
-                  seed: int = 0) -> int:
+    def add_fault(
+        self,
+        kind: str,
+        *,
+        rate: float | None = None,
+        count: int | None = None,
+        task: str | None = None,
+        pages: Iterable[bytes | str] = (),
+        seed: int = 0,
+    ) -> int:
         call = _Calls.add_fault(kind, rate=rate, count=count, task=task, pages=pages, seed=seed)
         return self._send(call)
 
@@ -215,12 +278,17 @@ class ControlClient:
     def set_health(self, mode: str) -> None:
         self._send(_Calls.set_health(mode))
 
-    def configure(self, *, capacity: int | None = None,
-                  service_time: float | ServiceTime | dict[str, Any] | None = None,
-                  stall_seconds: float | None = None,
-                  paused: bool | None = None) -> dict[str, Any]:
-        call = _Calls.configure(capacity=capacity, service_time=service_time,
-                                stall_seconds=stall_seconds, paused=paused)
+    def configure(
+        self,
+        *,
+        capacity: int | None = None,
+        service_time: float | ServiceTime | dict[str, Any] | None = None,
+        stall_seconds: float | None = None,
+        paused: bool | None = None,
+    ) -> dict[str, Any]:
+        call = _Calls.configure(
+            capacity=capacity, service_time=service_time, stall_seconds=stall_seconds, paused=paused
+        )
         return self._send(call)
 
     def stats(self) -> dict[str, Any]:
@@ -254,34 +322,58 @@ class AsyncControlClient:
 
     async def _send_on(self, session: aiohttp.ClientSession, call: _Call) -> Any:
         timeout = aiohttp.ClientTimeout(total=call.timeout)
-        async with session.request(call.method, self.url + call.path, json=call.body,
-                                   timeout=timeout) as response:
+        async with session.request(
+            call.method, self.url + call.path, json=call.body, timeout=timeout
+        ) as response:
             raw = await response.read()
             return _check(response.status, json.loads(raw) if raw else None, call)
 
-    async def register_page(self, page: bytes | str, natural_text: str | None, *,
-                            primary_language: str | None = "en", is_rotation_valid: bool = True,
-                            rotation_correction: int = 0, is_table: bool = False,
-                            is_diagram: bool = False) -> str:
+    async def register_page(
+        self,
+        page: bytes | str,
+        natural_text: str | None,
+        *,
+        primary_language: str | None = "en",
+        is_rotation_valid: bool = True,
+        rotation_correction: int = 0,
+        is_table: bool = False,
+        is_diagram: bool = False,
+    ) -> str:
         call = _Calls.register_page(
-            page, natural_text, primary_language=primary_language,
-            is_rotation_valid=is_rotation_valid, rotation_correction=rotation_correction,
-            is_table=is_table, is_diagram=is_diagram)
+            page,
+            natural_text,
+            primary_language=primary_language,
+            is_rotation_valid=is_rotation_valid,
+            rotation_correction=rotation_correction,
+            is_table=is_table,
+            is_diagram=is_diagram,
+        )
         return await self._send(call)
 
     async def register_page_raw(self, page: bytes | str, content: str) -> str:
         return await self._send(_Calls.register_page_raw(page, content))
 
-    async def register_merges(self, previous: Sequence[str], next_elements: Sequence[str],
-                              pairs: Iterable[tuple[int, int]] | str) -> None:
+    async def register_merges(
+        self,
+        previous: Sequence[str],
+        next_elements: Sequence[str],
+        pairs: Iterable[tuple[int, int]] | str,
+    ) -> None:
         await self._send(_Calls.register_merges(previous, next_elements, pairs))
 
     async def register_table_merge(self, table1: str, table2: str, merged: str) -> None:
         await self._send(_Calls.register_table_merge(table1, table2, merged))
 
-    async def add_fault(self, kind: str, *, rate: float | None = None, count: int | None = None,
-                        task: str | None = None, pages: Iterable[bytes | str] = (),
-                        seed: int = 0) -> int:
+    async def add_fault(
+        self,
+        kind: str,
+        *,
+        rate: float | None = None,
+        count: int | None = None,
+        task: str | None = None,
+        pages: Iterable[bytes | str] = (),
+        seed: int = 0,
+    ) -> int:
         call = _Calls.add_fault(kind, rate=rate, count=count, task=task, pages=pages, seed=seed)
         return await self._send(call)
 
@@ -297,12 +389,17 @@ class AsyncControlClient:
     async def set_health(self, mode: str) -> None:
         await self._send(_Calls.set_health(mode))
 
-    async def configure(self, *, capacity: int | None = None,
-                        service_time: float | ServiceTime | dict[str, Any] | None = None,
-                        stall_seconds: float | None = None,
-                        paused: bool | None = None) -> dict[str, Any]:
-        call = _Calls.configure(capacity=capacity, service_time=service_time,
-                                stall_seconds=stall_seconds, paused=paused)
+    async def configure(
+        self,
+        *,
+        capacity: int | None = None,
+        service_time: float | ServiceTime | dict[str, Any] | None = None,
+        stall_seconds: float | None = None,
+        paused: bool | None = None,
+    ) -> dict[str, Any]:
+        call = _Calls.configure(
+            capacity=capacity, service_time=service_time, stall_seconds=stall_seconds, paused=paused
+        )
         return await self._send(call)
 
     async def stats(self) -> dict[str, Any]:

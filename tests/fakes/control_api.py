@@ -41,8 +41,13 @@ if TYPE_CHECKING:
 
 HEALTH_MODES = ("ok", "unavailable", "down")
 RESET_SCOPES = ("truth", "faults", "stats", "health")
-PAGE_FIELDS = ("primary_language", "is_rotation_valid", "rotation_correction", "is_table",
-               "is_diagram")
+PAGE_FIELDS = (
+    "primary_language",
+    "is_rotation_valid",
+    "rotation_correction",
+    "is_table",
+    "is_diagram",
+)
 MAX_WAIT_S = 120.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -72,8 +77,9 @@ def add_control_routes(app: web.Application, double: OcrfluxDouble) -> None:
         app.router.add_route(method, path, _endpoint(double, action))
 
 
-def _endpoint(double: OcrfluxDouble,
-              action: Callable[[OcrfluxDouble, Any, web.Request], Any]) -> Handler:
+def _endpoint(
+    double: OcrfluxDouble, action: Callable[[OcrfluxDouble, Any, web.Request], Any]
+) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         try:
             raw = await request.read()
@@ -86,6 +92,7 @@ def _endpoint(double: OcrfluxDouble,
         if isinstance(result, web.StreamResponse):
             return result
         return web.json_response(result if result is not None else {"ok": True})
+
     return handler
 
 
@@ -114,8 +121,9 @@ def _pages(double: OcrfluxDouble, body: Any, _: web.Request) -> dict[str, Any]:
             raise ControlError("content must be a string")
     else:
         _require(body, "natural_text")
-        content = page_answer(body["natural_text"],
-                              **{name: body[name] for name in PAGE_FIELDS if name in body})
+        content = page_answer(
+            body["natural_text"], **{name: body[name] for name in PAGE_FIELDS if name in body}
+        )
     return {"key": double.truth.add_page(page, content)}
 
 
@@ -124,8 +132,9 @@ def _merges(double: OcrfluxDouble, body: Any, _: web.Request) -> None:
     pairs = body["pairs"]
     if not isinstance(pairs, str):
         pairs = [(int(i), int(j)) for i, j in pairs]
-    double.truth.add_merges([str(e) for e in body["previous"]], [str(e) for e in body["next"]],
-                            pairs)
+    double.truth.add_merges(
+        [str(e) for e in body["previous"]], [str(e) for e in body["next"]], pairs
+    )
 
 
 def _table_merges(double: OcrfluxDouble, body: Any, _: web.Request) -> None:
@@ -169,8 +178,12 @@ def _config(double: OcrfluxDouble, body: Any, _: web.Request) -> dict[str, Any]:
         if not isinstance(body["paused"], bool):
             raise ControlError("paused must be true or false")
         double.gpu.set_paused(body["paused"])
-    return {"capacity": double.gpu.capacity, "service_time": double.gpu.service_time.to_json(),
-            "stall_seconds": double.stall_seconds, "paused": double.gpu.paused}
+    return {
+        "capacity": double.gpu.capacity,
+        "service_time": double.gpu.service_time.to_json(),
+        "stall_seconds": double.stall_seconds,
+        "paused": double.gpu.paused,
+    }
 
 
 async def _wait(double: OcrfluxDouble, body: Any, _: web.Request) -> web.Response:
@@ -178,8 +191,11 @@ async def _wait(double: OcrfluxDouble, body: Any, _: web.Request) -> web.Respons
     timeout = min(float(body.get("timeout", 10.0)), MAX_WAIT_S)
     minimums = {name: int(value) for name, value in body.items() if name != "timeout"}
     stats = double.stats()
-    unknown = [name for name in minimums if isinstance(stats.get(name), bool)
-               or not isinstance(stats.get(name), int | float)]
+    unknown = [
+        name
+        for name in minimums
+        if isinstance(stats.get(name), bool) or not isinstance(stats.get(name), int | float)
+    ]
     if unknown:
         raise ControlError(f"not numeric stats: {', '.join(unknown)}")
     reached = await double.wait_for(minimums, timeout)

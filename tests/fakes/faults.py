@@ -29,8 +29,16 @@ from typing import Any
 from tests.fakes.truth import TASKS, Task
 
 FAULT_KINDS = (
-    "http_500", "http_503", "drop", "stall", "invalid_json", "wrong_keys", "length",
-    "bad_pairs", "garbage_pairs", "bad_table",
+    "http_500",
+    "http_503",
+    "drop",
+    "stall",
+    "invalid_json",
+    "wrong_keys",
+    "length",
+    "bad_pairs",
+    "garbage_pairs",
+    "bad_table",
 )
 TRANSPORT_KINDS = frozenset({"http_500", "http_503", "drop"})
 # Kinds that only make sense for one task never fire on another (a page rule with rate 1.0 must
@@ -80,14 +88,26 @@ class FaultRule:
             raise ValueError(f"unknown fault fields: {', '.join(sorted(unknown))}")
         if "kind" not in data:
             raise ValueError("a fault needs a kind")
-        return cls(kind=data["kind"], rate=data.get("rate"), count=data.get("count"),
-                   task=data.get("task"), pages=frozenset(data.get("pages") or ()),
-                   seed=int(data.get("seed", 0)))
+        return cls(
+            kind=data["kind"],
+            rate=data.get("rate"),
+            count=data.get("count"),
+            task=data.get("task"),
+            pages=frozenset(data.get("pages") or ()),
+            seed=int(data.get("seed", 0)),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "rate": self.rate, "count": self.count,
-                "task": self.task, "pages": sorted(self.pages), "seed": self.seed,
-                "fired": self.fired}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "rate": self.rate,
+            "count": self.count,
+            "task": self.task,
+            "pages": sorted(self.pages),
+            "seed": self.seed,
+            "fired": self.fired,
+        }
 
     def _applies(self, task: Task, page_key: str | None) -> bool:
         if self.count is not None and self.fired >= self.count:

@@ -62,8 +62,7 @@ class ThreadedOcrfluxServer(_Handle):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._url = ""
-        self._thread = threading.Thread(target=self._run, name="ocrflux-test-double",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="ocrflux-test-double", daemon=True)
         self._thread.start()
         if not self._ready.wait(STARTUP_TIMEOUT_S):
             raise RuntimeError("the OCRFlux test double did not start in time")
@@ -121,20 +120,49 @@ class SubprocessOcrfluxServer(_Handle):
 
 
 def start_ocrflux_subprocess(
-    *, model: str = DEFAULT_MODEL, capacity: int = 8, service_time: float = 0.0,
-    service_jitter: float = 0.0, seed: int = 0, stall_seconds: float = DEFAULT_STALL_SECONDS,
-    port_file: Path | None = None, stderr: IO[bytes] | None = None,
+    *,
+    model: str = DEFAULT_MODEL,
+    capacity: int = 8,
+    service_time: float = 0.0,
+    service_jitter: float = 0.0,
+    seed: int = 0,
+    stall_seconds: float = DEFAULT_STALL_SECONDS,
+    port_file: Path | None = None,
+    stderr: IO[bytes] | None = None,
 ) -> SubprocessOcrfluxServer:
     """Start `python -m tests.fakes.ocrflux_server` on 127.0.0.1, port 0; wait for its URL."""
-    args = [sys.executable, "-m", "tests.fakes.ocrflux_server", "--host", "127.0.0.1",
-            "--port", "0", "--model", model, "--capacity", str(capacity),
-            "--service-time", str(service_time), "--service-jitter", str(service_jitter),
-            "--seed", str(seed), "--stall-seconds", str(stall_seconds)]
+    args = [
+        sys.executable,
+        "-m",
+        "tests.fakes.ocrflux_server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--model",
+        model,
+        "--capacity",
+        str(capacity),
+        "--service-time",
+        str(service_time),
+        "--service-jitter",
+        str(service_jitter),
+        "--seed",
+        str(seed),
+        "--stall-seconds",
+        str(stall_seconds),
+    ]
     if port_file is not None:
         args += ["--port-file", str(port_file)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=stderr, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        args,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         url = _read_url(process)
     except BaseException:
@@ -152,17 +180,25 @@ def _read_url(process: subprocess.Popen[bytes]) -> str:
             raise RuntimeError("the OCRFlux test double process printed no URL in time")
     line = process.stdout.readline().decode().strip()
     if not line.startswith("http://"):
-        raise RuntimeError(f"the OCRFlux test double process failed to start "
-                           f"(exit code {process.poll()}, first line {line!r})")
+        raise RuntimeError(
+            f"the OCRFlux test double process failed to start "
+            f"(exit code {process.poll()}, first line {line!r})"
+        )
     return line
 
 
-def _threaded_config(model: str = DEFAULT_MODEL, capacity: int = 8,
-                     service_time: float | ServiceTime | dict[str, Any] = 0.0,
-                     stall_seconds: float = DEFAULT_STALL_SECONDS) -> DoubleConfig:
-    return DoubleConfig(model=model, capacity=capacity,
-                        service_time=ServiceTime.parse(service_time),
-                        stall_seconds=stall_seconds)
+def _threaded_config(
+    model: str = DEFAULT_MODEL,
+    capacity: int = 8,
+    service_time: float | ServiceTime | dict[str, Any] = 0.0,
+    stall_seconds: float = DEFAULT_STALL_SECONDS,
+) -> DoubleConfig:
+    return DoubleConfig(
+        model=model,
+        capacity=capacity,
+        service_time=ServiceTime.parse(service_time),
+        stall_seconds=stall_seconds,
+    )
 
 
 @pytest.fixture

@@ -38,8 +38,11 @@ class ServiceTime:
         if isinstance(value, ServiceTime):
             return cls(value.mean, value.jitter, value.seed)
         if isinstance(value, dict):
-            return cls(float(value.get("mean", 0.0)), float(value.get("jitter", 0.0)),
-                       int(value.get("seed", 0)))
+            return cls(
+                float(value.get("mean", 0.0)),
+                float(value.get("jitter", 0.0)),
+                int(value.get("seed", 0)),
+            )
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("service_time is a number of seconds or {mean, jitter, seed}")
         return cls(float(value))
@@ -56,8 +59,9 @@ class ServiceTime:
 class Gpu:
     """FIFO slots with occupancy accounting; `on_change` is called after every state change."""
 
-    def __init__(self, capacity: int, service_time: ServiceTime,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, capacity: int, service_time: ServiceTime, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self.capacity = capacity
@@ -182,6 +186,7 @@ class Gpu:
             "all_busy_seconds": self.all_busy_seconds,
             "window_seconds": window,
             "all_busy_share": self.all_busy_seconds / window if window > 0 else 0.0,
-            "utilisation": (self.busy_slot_seconds / (self.capacity * window)
-                            if window > 0 else 0.0),
+            "utilisation": (
+                self.busy_slot_seconds / (self.capacity * window) if window > 0 else 0.0
+            ),
         }

@@ -140,8 +140,11 @@ class OcrfluxDouble:
             "by_status": dict(self.by_status),
             "faults_injected": dict(self.faults_injected),
             "finish_reasons": dict(self.finish_reasons),
-            "tokens": {"prompt": self.tokens["prompt"], "completion": self.tokens["completion"],
-                       "total": self.tokens["prompt"] + self.tokens["completion"]},
+            "tokens": {
+                "prompt": self.tokens["prompt"],
+                "completion": self.tokens["completion"],
+                "total": self.tokens["prompt"] + self.tokens["completion"],
+            },
             "health": self.health,
             "health_probes": self.health_probes,
             "unrecognized_prompts": list(self.unrecognised),
@@ -173,10 +176,21 @@ class OcrfluxDouble:
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         self.arrived += 1
         record: dict[str, Any] = {
-            "seq": self.arrived, "task": "unknown", "page": None, "temperature": None,
-            "max_tokens": None, "status": None, "fault": None, "finish_reason": None,
-            "prompt_tokens": 0, "completion_tokens": 0, "arrived_at": self._since_start(),
-            "queued_at": None, "started_at": None, "finished_at": None, "queued_seconds": 0.0,
+            "seq": self.arrived,
+            "task": "unknown",
+            "page": None,
+            "temperature": None,
+            "max_tokens": None,
+            "status": None,
+            "fault": None,
+            "finish_reason": None,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "arrived_at": self._since_start(),
+            "queued_at": None,
+            "started_at": None,
+            "finished_at": None,
+            "queued_seconds": 0.0,
             "service_seconds": 0.0,
         }
         self.notify()
@@ -200,8 +214,13 @@ class OcrfluxDouble:
         call = parse_chat(body, self.model)
         image = await asyncio.get_running_loop().run_in_executor(None, inspect_image, call.image)
         prompt, key = recognise(call.text), image.key
-        record.update(task=prompt.task, page=key, temperature=call.temperature,
-                      max_tokens=call.max_tokens, prompt_tokens=prompt_tokens(call, image))
+        record.update(
+            task=prompt.task,
+            page=key,
+            temperature=call.temperature,
+            max_tokens=call.max_tokens,
+            prompt_tokens=prompt_tokens(call, image),
+        )
         if prompt.task == "other" and len(self.unrecognised) < UNRECOGNISED_SAMPLES:
             self.unrecognised.append(call.text[:300])
         fault = self.faults.pick(prompt.task, key)
@@ -223,8 +242,9 @@ class OcrfluxDouble:
             return await drop_connection(request)
         return self._answer(call, record, self.truth.answer(prompt, key), fault)
 
-    def _answer(self, call: ChatCall, record: dict[str, Any], content: str,
-                fault: str | None) -> web.Response:
+    def _answer(
+        self, call: ChatCall, record: dict[str, Any], content: str, fault: str | None
+    ) -> web.Response:
         finish_reason = "stop"
         if fault is not None and fault not in TRANSPORT_KINDS:
             content, finish_reason = corrupt(fault, content)
@@ -233,21 +253,28 @@ class OcrfluxDouble:
             content = content[: call.max_tokens * 4]
             completion, finish_reason = call.max_tokens, "length"
         record.update(status="200", finish_reason=finish_reason, completion_tokens=completion)
-        return web.json_response({
-            "id": f"chatcmpl-{OWNER}-{record['seq']}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "tool_calls": []},
-                "logprobs": None,
-                "finish_reason": finish_reason,
-                "stop_reason": None,
-            }],
-            "usage": {"prompt_tokens": record["prompt_tokens"], "completion_tokens": completion,
-                      "total_tokens": record["prompt_tokens"] + completion},
-        })
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{OWNER}-{record['seq']}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": self.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content, "tool_calls": []},
+                        "logprobs": None,
+                        "finish_reason": finish_reason,
+                        "stop_reason": None,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": record["prompt_tokens"],
+                    "completion_tokens": completion,
+                    "total_tokens": record["prompt_tokens"] + completion,
+                },
+            }
+        )
 
     async def _hold(self, seconds: float) -> bool:
         """Hold the slot for `seconds`; False if the server started stopping first."""
@@ -262,12 +289,24 @@ class OcrfluxDouble:
     async def models(self, request: web.Request) -> web.StreamResponse:
         if self.health == "down":
             return await drop_connection(request)
-        return web.json_response({"object": "list", "data": [{
-            "id": self.model, "object": "model", "created": int(time.time()),
-            "owned_by": OWNER, "root": self.model, "parent": None,
-            "max_model_len": MAX_MODEL_LEN, "permission": [],
-            "metadata": {"test_double": True, "capacity": self.gpu.capacity},
-        }]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": self.model,
+                        "object": "model",
+                        "created": int(time.time()),
+                        "owned_by": OWNER,
+                        "root": self.model,
+                        "parent": None,
+                        "max_model_len": MAX_MODEL_LEN,
+                        "permission": [],
+                        "metadata": {"test_double": True, "capacity": self.gpu.capacity},
+                    }
+                ],
+            }
+        )
 
     async def health_check(self, request: web.Request) -> web.StreamResponse:
         self.health_probes += 1
@@ -313,16 +352,26 @@ class OcrfluxTestServer:
         self.url = ""
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None,
-                                     shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        self._runner = web.AppRunner(
+            self.app,
+            handler_cancellation=True,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
         bound_port = self._runner.addresses[0][1]
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{bound_port}"
-        log.info("OCRFlux-3B TEST DOUBLE (not a model, %s) serving %r at %s: capacity %d, "
-                 "service time %s", OWNER, self.double.model, self.url, self.double.gpu.capacity,
-                 self.double.gpu.service_time.to_json())
+        log.info(
+            "OCRFlux-3B TEST DOUBLE (not a model, %s) serving %r at %s: capacity %d, "
+            "service time %s",
+            OWNER,
+            self.double.model,
+            self.url,
+            self.double.gpu.capacity,
+            self.double.gpu.service_time.to_json(),
+        )
         return self.url
 
     async def stop(self) -> None:
@@ -336,15 +385,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m tests.fakes.ocrflux_server",
         description="OCRFlux-3B TEST DOUBLE: an OpenAI-compatible server that answers like the "
-                    "model, for tests, benchmarks and demos. Not a model.")
+        "model, for tests, benchmarks and demos. Not a model.",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="the served model name")
     parser.add_argument("--capacity", type=int, default=8, help="simulated GPU slots")
-    parser.add_argument("--service-time", type=float, default=0.0,
-                        help="mean seconds a request holds its slot")
-    parser.add_argument("--service-jitter", type=float, default=0.0,
-                        help="service time is uniform in mean*(1±jitter)")
+    parser.add_argument(
+        "--service-time", type=float, default=0.0, help="mean seconds a request holds its slot"
+    )
+    parser.add_argument(
+        "--service-jitter",
+        type=float,
+        default=0.0,
+        help="service time is uniform in mean*(1±jitter)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the service-time draws")
     parser.add_argument("--stall-seconds", type=float, default=DEFAULT_STALL_SECONDS)
     parser.add_argument("--port-file", type=Path, help="write the bound port number here")
@@ -354,8 +409,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def serve(args: argparse.Namespace) -> None:
     config = DoubleConfig(
-        model=args.model, capacity=args.capacity, stall_seconds=args.stall_seconds,
-        service_time=ServiceTime(args.service_time, args.service_jitter, args.seed))
+        model=args.model,
+        capacity=args.capacity,
+        stall_seconds=args.stall_seconds,
+        service_time=ServiceTime(args.service_time, args.service_jitter, args.seed),
+    )
     server = OcrfluxTestServer(config)
     url = await server.start(args.host, args.port)
     if args.port_file is not None:
@@ -376,8 +434,9 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     asyncio.run(serve(args))
     return 0
 

@@ -17,33 +17,43 @@ from tests.fakes.chat_requests import chat_body, page_body, post_chat, sample_pn
 
 PREVIOUS, FOLLOWING = ["A paragraph that", "x"], ["continues here."]
 DETECT = prompts.merge_detection_prompt(PREVIOUS, FOLLOWING)
-TABLE = prompts.table_merge_prompt("<table><tr><td>1</td></tr></table>",
-                                   "<table><tr><td>2</td></tr></table>")
+TABLE = prompts.table_merge_prompt(
+    "<table><tr><td>1</td></tr></table>", "<table><tr><td>2</td></tr></table>"
+)
 
 
 def content_of(body: dict[str, Any]) -> str:
     return body["choices"][0]["message"]["content"]
 
 
-@pytest.mark.parametrize(("kind", "status", "error_type"), [
-    ("http_500", 500, "InternalServerError"),
-    ("http_503", 503, "ServiceUnavailableError"),
-])
-async def test_http_errors_for_the_next_request(ocrflux_server: Any, session: Any, kind: str,
-                                                status: int, error_type: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "status", "error_type"),
+    [
+        ("http_500", 500, "InternalServerError"),
+        ("http_503", 503, "ServiceUnavailableError"),
+    ],
+)
+async def test_http_errors_for_the_next_request(
+    ocrflux_server: Any, session: Any, kind: str, status: int, error_type: str
+) -> None:
     await ocrflux_server.aio.add_fault(kind, count=1)
     page = page_body()
     answered, body = await post_chat(session, ocrflux_server.url, page)
     assert (answered, body["object"], body["type"], body["code"]) == (
-        status, "error", error_type, status)
+        status,
+        "error",
+        error_type,
+        status,
+    )
     assert (await post_chat(session, ocrflux_server.url, page))[0] == 200
     stats = ocrflux_server.stats()
     assert stats["by_task"]["page"] == {str(status): 1, "200": 1}
     assert stats["faults_injected"] == {kind: 1}
 
 
-async def test_drop_closes_the_connection_without_an_answer(ocrflux_server: Any,
-                                                            session: Any) -> None:
+async def test_drop_closes_the_connection_without_an_answer(
+    ocrflux_server: Any, session: Any
+) -> None:
     await ocrflux_server.aio.add_fault("drop", count=1)
     with pytest.raises(aiohttp.ClientConnectionError):
         await post_chat(session, ocrflux_server.url, page_body())
@@ -51,13 +61,16 @@ async def test_drop_closes_the_connection_without_an_answer(ocrflux_server: Any,
     assert ocrflux_server.stats()["by_status"] == {"dropped": 1, "200": 1}
 
 
-async def test_stall_outlasts_the_client_and_frees_its_slot(ocrflux_server: Any,
-                                                            session: Any) -> None:
+async def test_stall_outlasts_the_client_and_frees_its_slot(
+    ocrflux_server: Any, session: Any
+) -> None:
     await ocrflux_server.aio.add_fault("stall", count=1)
     with pytest.raises(asyncio.TimeoutError):
-        async with session.post(f"{ocrflux_server.url}/v1/chat/completions",
-                                json=page_body(),
-                                timeout=aiohttp.ClientTimeout(total=0.3)) as response:
+        async with session.post(
+            f"{ocrflux_server.url}/v1/chat/completions",
+            json=page_body(),
+            timeout=aiohttp.ClientTimeout(total=0.3),
+        ) as response:
             await response.read()
     stats = await ocrflux_server.aio.wait_for(completed=1)
     assert (stats["by_status"], stats["in_flight"]) == ({"cancelled": 1}, 0)
@@ -79,8 +92,9 @@ def test_stall_ends_promptly_when_the_server_stops(ocrflux_server_factory: Any) 
     assert isinstance(asyncio.run(stalled_request()), aiohttp.ClientConnectionError)
 
 
-async def test_stall_that_runs_out_is_a_length_answer(ocrflux_server_factory: Any,
-                                                      session: Any) -> None:
+async def test_stall_that_runs_out_is_a_length_answer(
+    ocrflux_server_factory: Any, session: Any
+) -> None:
     server = ocrflux_server_factory(stall_seconds=0.05)
     await server.aio.add_fault("stall", count=1)
     status, body = await post_chat(session, server.url, page_body())
@@ -105,15 +119,17 @@ async def test_page_content_faults(ocrflux_server: Any, session: Any) -> None:
     _, fine = await post_chat(session, ocrflux_server.url, request)
     assert json.loads(content_of(fine))["natural_text"] == "True text of the page."
     assert ocrflux_server.stats()["faults_injected"] == {
-        "invalid_json": 1, "wrong_keys": 1, "length": 1}
+        "invalid_json": 1,
+        "wrong_keys": 1,
+        "length": 1,
+    }
 
 
 async def test_detection_faults_touch_only_detection(ocrflux_server: Any, session: Any) -> None:
     ocrflux_server.register_merges(PREVIOUS, FOLLOWING, [(0, 0)])
     await ocrflux_server.aio.add_fault("bad_pairs", count=1)
     await ocrflux_server.aio.add_fault("garbage_pairs", count=1)
-    page_status, page = await post_chat(session, ocrflux_server.url,
-                                   page_body())
+    page_status, page = await post_chat(session, ocrflux_server.url, page_body())
     assert page_status == 200 and json.loads(content_of(page))
     _, bad = await post_chat(session, ocrflux_server.url, chat_body(DETECT))
     pairs = ast.literal_eval(content_of(bad))

@@ -35,22 +35,34 @@ def test_double_prompts_equal_production_prompts() -> None:
     assert template == prompts.TABLE_MERGE_TEMPLATE
 
 
-@pytest.mark.parametrize(("previous", "following"), [
-    (["a", "b"], ["c"]),
-    ([], ["only next"]),
-    (["only previous"], []),
-    (["", "line\nbreak", "1. looks numbered", "ends with newline\n"], ["<table><tr></tr></table>"]),
-])
+@pytest.mark.parametrize(
+    ("previous", "following"),
+    [
+        (["a", "b"], ["c"]),
+        ([], ["only next"]),
+        (["only previous"], []),
+        (
+            ["", "line\nbreak", "1. looks numbered", "ends with newline\n"],
+            ["<table><tr></tr></table>"],
+        ),
+    ],
+)
 def test_detection_prompt_parses_back(previous: list[str], following: list[str]) -> None:
     parsed = truth.recognise(prompts.merge_detection_prompt(previous, following))
     assert (parsed.task, parsed.previous, parsed.following) == (
-        "detect", tuple(previous), tuple(following))
+        "detect",
+        tuple(previous),
+        tuple(following),
+    )
 
 
 def test_table_prompt_parses_back_and_near_misses_are_other() -> None:
     parsed = truth.recognise(prompts.table_merge_prompt("<table>1</table>", "<table>2</table>"))
     assert (parsed.task, parsed.table1, parsed.table2) == (
-        "table_merge", "<table>1</table>", "<table>2</table>")
+        "table_merge",
+        "<table>1</table>",
+        "<table>2</table>",
+    )
     assert truth.recognise(prompts.PAGE_PROMPT).task == "page"
     assert truth.recognise(prompts.PAGE_PROMPT.rstrip("\n")).task == "other"
     broken = prompts.merge_detection_prompt(["a"], ["b"]).replace("0. b", "1. b")
@@ -62,19 +74,25 @@ def test_default_table_merge_drops_a_repeated_header() -> None:
     first = f"<table>{header}<tr><td>A</td><td>1</td></tr></table>"
     second = f"<table>{header}<tr><td>B</td><td>2</td></tr></table>"
     assert truth.default_table_merge(first, second) == (
-        f"<table>{header}<tr><td>A</td><td>1</td></tr><tr><td>B</td><td>2</td></tr></table>")
+        f"<table>{header}<tr><td>A</td><td>1</td></tr><tr><td>B</td><td>2</td></tr></table>"
+    )
     plain = "<table><tr><td>C</td><td>3</td></tr></table>"
     assert truth.default_table_merge(first, plain).endswith(
-        "<tr><td>A</td><td>1</td></tr><tr><td>C</td><td>3</td></tr></table>")
+        "<tr><td>A</td><td>1</td></tr><tr><td>C</td><td>3</td></tr></table>"
+    )
 
 
 # ----- validation, as vLLM would do it ------------------------------------------------------
 async def test_unknown_model_is_a_vllm_404(ocrflux_server: Any, session: Any) -> None:
-    status, body = await post_chat(session, ocrflux_server.url,
-                              {**page_body(), "model": "gpt-4o"})
+    status, body = await post_chat(session, ocrflux_server.url, {**page_body(), "model": "gpt-4o"})
     assert status == 404
-    assert body == {"object": "error", "message": "The model `gpt-4o` does not exist.",
-                    "type": "NotFoundError", "param": None, "code": 404}
+    assert body == {
+        "object": "error",
+        "message": "The model `gpt-4o` does not exist.",
+        "type": "NotFoundError",
+        "param": None,
+        "code": 404,
+    }
 
 
 def _image_part(body: dict[str, Any]) -> dict[str, Any]:
@@ -93,29 +111,48 @@ def _jpeg(body: dict[str, Any]) -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (40, 40)).save(buffer, format="JPEG")
     _image_part(body)["image_url"]["url"] = (
-        "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode())
+        "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    )
 
 
-@pytest.mark.parametrize("spoil", [
-    _http_url,
-    _text_after_image,
-    _jpeg,
-    lambda body: _image_part(body)["image_url"].update(url="data:image/png;base64,@@@"),
-    lambda body: _image_part(body)["image_url"].update(
-        url="data:image/png;base64," + base64.b64encode(b"not an image").decode()),
-    lambda body: body.update(temperature=2.5),
-    lambda body: body.update(temperature="0"),
-    lambda body: body.update(max_tokens=0),
-    lambda body: body.update(max_tokens=True),
-    lambda body: body.update(messages=[]),
-    lambda body: body["messages"].append({"role": "user", "content": "again"}),
-    lambda body: body["messages"][0].update(role="system"),
-    lambda body: body["messages"][0].update(content="a string"),
-], ids=["http-url", "text-after-image", "jpeg-as-png", "bad-base64", "not-an-image",
-        "temperature-too-high", "temperature-string", "max-tokens-zero", "max-tokens-bool",
-        "no-messages", "two-messages", "system-role", "string-content"])
-async def test_malformed_requests_are_vllm_400s(ocrflux_server: Any, session: Any,
-                                                spoil: Any) -> None:
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        _http_url,
+        _text_after_image,
+        _jpeg,
+        lambda body: _image_part(body)["image_url"].update(url="data:image/png;base64,@@@"),
+        lambda body: _image_part(body)["image_url"].update(
+            url="data:image/png;base64," + base64.b64encode(b"not an image").decode()
+        ),
+        lambda body: body.update(temperature=2.5),
+        lambda body: body.update(temperature="0"),
+        lambda body: body.update(max_tokens=0),
+        lambda body: body.update(max_tokens=True),
+        lambda body: body.update(messages=[]),
+        lambda body: body["messages"].append({"role": "user", "content": "again"}),
+        lambda body: body["messages"][0].update(role="system"),
+        lambda body: body["messages"][0].update(content="a string"),
+    ],
+    ids=[
+        "http-url",
+        "text-after-image",
+        "jpeg-as-png",
+        "bad-base64",
+        "not-an-image",
+        "temperature-too-high",
+        "temperature-string",
+        "max-tokens-zero",
+        "max-tokens-bool",
+        "no-messages",
+        "two-messages",
+        "system-role",
+        "string-content",
+    ],
+)
+async def test_malformed_requests_are_vllm_400s(
+    ocrflux_server: Any, session: Any, spoil: Any
+) -> None:
     body = page_body()
     spoil(body)
     status, answer = await post_chat(session, ocrflux_server.url, body)
@@ -126,15 +163,15 @@ async def test_malformed_requests_are_vllm_400s(ocrflux_server: Any, session: An
 
 
 async def test_a_body_that_is_not_json_is_a_400(ocrflux_server: Any, session: Any) -> None:
-    async with session.post(f"{ocrflux_server.url}/v1/chat/completions",
-                            data=b"{nope") as response:
+    async with session.post(f"{ocrflux_server.url}/v1/chat/completions", data=b"{nope") as response:
         assert response.status == 400
         assert (await response.json())["type"] == "BadRequestError"
 
 
 # ----- answers ----------------------------------------------------------------------------
-async def test_pages_are_recognised_by_pixels_not_png_bytes(ocrflux_server: Any,
-                                                            session: Any) -> None:
+async def test_pages_are_recognised_by_pixels_not_png_bytes(
+    ocrflux_server: Any, session: Any
+) -> None:
     small, large = sample_png(compress_level=9), sample_png(compress_level=0)
     assert small != large
     key = ocrflux_server.register_page(small, "# Title\n\nBody", is_table=True)
@@ -142,8 +179,13 @@ async def test_pages_are_recognised_by_pixels_not_png_bytes(ocrflux_server: Any,
     status, body = await post_chat(session, ocrflux_server.url, page_body(large))
     assert status == 200
     assert json.loads(body["choices"][0]["message"]["content"]) == {
-        "primary_language": "en", "is_rotation_valid": True, "rotation_correction": 0,
-        "is_table": True, "is_diagram": False, "natural_text": "# Title\n\nBody"}
+        "primary_language": "en",
+        "is_rotation_valid": True,
+        "rotation_correction": 0,
+        "is_table": True,
+        "is_diagram": False,
+        "natural_text": "# Title\n\nBody",
+    }
 
 
 async def test_completion_shape_and_usage(ocrflux_server: Any, session: Any) -> None:
@@ -153,19 +195,29 @@ async def test_completion_shape_and_usage(ocrflux_server: Any, session: Any) -> 
     assert status == 200
     assert body["object"] == "chat.completion" and body["model"] == MODEL
     assert body["id"] and isinstance(body["created"], int)
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": "x" * 400,
-                                             "tool_calls": []}
+    assert body["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "x" * 400,
+        "tool_calls": [],
+    }
     assert (body["choices"][0]["index"], body["choices"][0]["finish_reason"]) == (0, "stop")
     visual = 26 * 37  # Qwen2.5-VL: one token per 28x28 block of the 723x1024 page
     prompt_tokens = visual + len(prompts.PAGE_PROMPT) // 4
-    assert body["usage"] == {"prompt_tokens": prompt_tokens, "completion_tokens": 100,
-                             "total_tokens": prompt_tokens + 100}
+    assert body["usage"] == {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": 100,
+        "total_tokens": prompt_tokens + 100,
+    }
     assert ocrflux_server.stats()["tokens"] == {
-        "prompt": prompt_tokens, "completion": 100, "total": prompt_tokens + 100}
+        "prompt": prompt_tokens,
+        "completion": 100,
+        "total": prompt_tokens + 100,
+    }
 
 
-async def test_unregistered_page_gets_a_valid_deterministic_answer(ocrflux_server: Any,
-                                                                   session: Any) -> None:
+async def test_unregistered_page_gets_a_valid_deterministic_answer(
+    ocrflux_server: Any, session: Any
+) -> None:
     page = sample_png(color=(1, 2, 3))
     _, first = await post_chat(session, ocrflux_server.url, page_body(page))
     _, second = await post_chat(session, ocrflux_server.url, page_body(page))
@@ -176,29 +228,34 @@ async def test_unregistered_page_gets_a_valid_deterministic_answer(ocrflux_serve
     assert parsed["natural_text"] == f"Unregistered page {truth.image_key(page)[:12]}"
 
 
-async def test_registration_by_key_and_max_tokens_truncation(ocrflux_server: Any,
-                                                             session: Any) -> None:
+async def test_registration_by_key_and_max_tokens_truncation(
+    ocrflux_server: Any, session: Any
+) -> None:
     page = sample_png(color=(9, 9, 9))
     ocrflux_server.register_page_raw(truth.image_key(page), "y" * 100)
-    status, body = await post_chat(session, ocrflux_server.url,
-                              page_body(page, max_tokens=10))
+    status, body = await post_chat(session, ocrflux_server.url, page_body(page, max_tokens=10))
     assert status == 200
     assert body["choices"][0]["finish_reason"] == "length"
     assert body["choices"][0]["message"]["content"] == "y" * 40
     assert body["usage"]["completion_tokens"] == 10
     [record] = ocrflux_server.requests()
     assert (record["temperature"], record["max_tokens"], record["finish_reason"]) == (
-        0.0, 10, "length")
+        0.0,
+        10,
+        "length",
+    )
 
 
 async def test_merge_detection_answers(ocrflux_server: Any, session: Any) -> None:
     previous, following = ["# Title", "A paragraph that goes"], ["on here.", "<table></table>"]
     ocrflux_server.register_merges(previous, following, [(1, 0), (0, 1)])
-    _, body = await post_chat(session, ocrflux_server.url,
-                         chat_body(prompts.merge_detection_prompt(previous, following)))
+    _, body = await post_chat(
+        session, ocrflux_server.url, chat_body(prompts.merge_detection_prompt(previous, following))
+    )
     assert body["choices"][0]["message"]["content"] == "[(1, 0), (0, 1)]"
-    _, body = await post_chat(session, ocrflux_server.url,
-                         chat_body(prompts.merge_detection_prompt(["other"], following)))
+    _, body = await post_chat(
+        session, ocrflux_server.url, chat_body(prompts.merge_detection_prompt(["other"], following))
+    )
     assert body["choices"][0]["message"]["content"] == "[]"
     assert ocrflux_server.stats()["by_task"] == {"detect": {"200": 2}}
 
@@ -207,18 +264,22 @@ async def test_table_merge_answers(ocrflux_server: Any, session: Any) -> None:
     first = "<table><tr><td>H</td></tr><tr><td>1</td></tr></table>"
     second = "<table><tr><td>H</td></tr><tr><td>2</td></tr></table>"
     ocrflux_server.register_table_merge(first, second, "<table>registered</table>")
-    _, body = await post_chat(session, ocrflux_server.url,
-                         chat_body(prompts.table_merge_prompt(first, second)))
+    _, body = await post_chat(
+        session, ocrflux_server.url, chat_body(prompts.table_merge_prompt(first, second))
+    )
     assert body["choices"][0]["message"]["content"] == "<table>registered</table>"
-    _, body = await post_chat(session, ocrflux_server.url,
-                         chat_body(prompts.table_merge_prompt(second, first)))
+    _, body = await post_chat(
+        session, ocrflux_server.url, chat_body(prompts.table_merge_prompt(second, first))
+    )
     assert body["choices"][0]["message"]["content"] == (
-        "<table><tr><td>H</td></tr><tr><td>2</td></tr><tr><td>1</td></tr></table>")
+        "<table><tr><td>H</td></tr><tr><td>2</td></tr><tr><td>1</td></tr></table>"
+    )
 
 
 async def test_an_unknown_prompt_gets_a_polite_answer(ocrflux_server: Any, session: Any) -> None:
-    status, body = await post_chat(session, ocrflux_server.url,
-                                   chat_body("What is this?", sample_png()))
+    status, body = await post_chat(
+        session, ocrflux_server.url, chat_body("What is this?", sample_png())
+    )
     assert status == 200
     assert body["choices"][0]["message"]["content"] == truth.GENERIC_ANSWER
     stats = ocrflux_server.stats()
@@ -233,7 +294,11 @@ async def test_models_and_health(ocrflux_server: Any, session: Any) -> None:
     assert models["object"] == "list"
     [entry] = models["data"]
     assert (entry["id"], entry["object"], entry["owned_by"], entry["max_model_len"]) == (
-        MODEL, "model", "ocrflux-test-double", 16384)
+        MODEL,
+        "model",
+        "ocrflux-test-double",
+        16384,
+    )
     async with session.get(f"{ocrflux_server.url}/health") as response:
         assert (response.status, await response.read()) == (200, b"")
     await ocrflux_server.aio.set_health("unavailable")
@@ -254,9 +319,12 @@ async def test_capacity_queues_the_rest_fifo(ocrflux_server_factory: Any, sessio
     service = 0.1
     server = ocrflux_server_factory(capacity=2, service_time=service)
     await server.aio.configure(paused=True)  # let all six queue before the first is served
-    requests = [asyncio.ensure_future(post_chat(session, server.url,
-                                                page_body(sample_png(color=(i, 0, 0)))))
-                for i in range(6)]
+    requests = [
+        asyncio.ensure_future(
+            post_chat(session, server.url, page_body(sample_png(color=(i, 0, 0))))
+        )
+        for i in range(6)
+    ]
     queued = await server.aio.wait_for(queued=6)
     assert (queued["in_flight"], queued["max_in_flight"]) == (0, 0)
     await server.aio.configure(paused=False)
@@ -283,13 +351,17 @@ async def test_a_saturated_gpu_is_all_busy(ocrflux_server_factory: Any, session:
     assert 0.0 < stats["all_busy_share"] <= 1.0 and 0.0 < stats["utilisation"] <= 1.0
 
 
-async def test_queue_is_observable_while_it_is_full(ocrflux_server_factory: Any,
-                                                    session: Any) -> None:
+async def test_queue_is_observable_while_it_is_full(
+    ocrflux_server_factory: Any, session: Any
+) -> None:
     server = ocrflux_server_factory(capacity=2, stall_seconds=60)
     await server.aio.add_fault("stall")
-    requests = [asyncio.ensure_future(
-        post_chat(session, server.url, page_body(sample_png(color=(i, 1, 1)))))
-        for i in range(5)]
+    requests = [
+        asyncio.ensure_future(
+            post_chat(session, server.url, page_body(sample_png(color=(i, 1, 1))))
+        )
+        for i in range(5)
+    ]
     stats = await server.aio.wait_for(in_flight=2, queued=3)
     assert (stats["in_flight"], stats["queued"], stats["max_in_flight"]) == (2, 3, 2)
     for request in requests:
@@ -312,7 +384,10 @@ async def test_gpu_occupancy_is_time_weighted() -> None:
         now[0] = 4.0
     stats = gpu.stats()
     assert (stats["busy_slot_seconds"], stats["all_busy_seconds"], stats["window_seconds"]) == (
-        6.0, 2.0, 4.0)
+        6.0,
+        2.0,
+        4.0,
+    )
     assert (stats["all_busy_share"], stats["utilisation"]) == (0.5, 0.75)
 
 
@@ -329,8 +404,10 @@ def test_service_time_is_seeded() -> None:
 # ----- control plane over HTTP --------------------------------------------------------------
 async def test_control_plane_over_plain_http(ocrflux_server: Any, session: Any) -> None:
     url, page = ocrflux_server.url, sample_png(color=(5, 6, 7))
-    async with session.post(f"{url}/_test/pages", json={
-            "png_base64": base64.b64encode(page).decode(), "natural_text": None}) as response:
+    async with session.post(
+        f"{url}/_test/pages",
+        json={"png_base64": base64.b64encode(page).decode(), "natural_text": None},
+    ) as response:
         assert response.status == 200
         assert (await response.json())["key"] == truth.image_key(page)
     async with session.post(f"{url}/_test/pages", json={"natural_text": "x"}) as response:
@@ -369,8 +446,9 @@ def test_sync_control_client_reports_refusals(ocrflux_server: Any) -> None:
 
 
 # ----- process mode -------------------------------------------------------------------------
-def test_subprocess_serves_and_stops_on_sigterm(ocrflux_subprocess_factory: Any,
-                                                tmp_path: Any) -> None:
+def test_subprocess_serves_and_stops_on_sigterm(
+    ocrflux_subprocess_factory: Any, tmp_path: Any
+) -> None:
     log_path = tmp_path / "double.log"
     with log_path.open("wb") as log:
         server = ocrflux_subprocess_factory(capacity=3, port_file=tmp_path / "port", stderr=log)
@@ -379,8 +457,10 @@ def test_subprocess_serves_and_stops_on_sigterm(ocrflux_subprocess_factory: Any,
     page = sample_png(color=(40, 50, 60))
     server.register_page(page, "from another process")
     request = urllib.request.Request(
-        server.chat_url, data=json.dumps(page_body(page)).encode(),
-        headers={"Content-Type": "application/json"})
+        server.chat_url,
+        data=json.dumps(page_body(page)).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         content = json.loads(response.read())["choices"][0]["message"]["content"]
     assert json.loads(content)["natural_text"] == "from another process"
@@ -389,11 +469,11 @@ def test_subprocess_serves_and_stops_on_sigterm(ocrflux_subprocess_factory: Any,
     assert "TEST DOUBLE" in log_path.read_text()
 
 
-async def test_stalled_requests_end_when_the_process_stops(ocrflux_subprocess: Any,
-                                                           session: Any) -> None:
+async def test_stalled_requests_end_when_the_process_stops(
+    ocrflux_subprocess: Any, session: Any
+) -> None:
     await ocrflux_subprocess.aio.add_fault("stall")
-    stalled = asyncio.ensure_future(
-        post_chat(session, ocrflux_subprocess.url, page_body()))
+    stalled = asyncio.ensure_future(post_chat(session, ocrflux_subprocess.url, page_body()))
     await ocrflux_subprocess.aio.wait_for(in_flight=1)
     loop = asyncio.get_running_loop()
     assert await loop.run_in_executor(None, ocrflux_subprocess.stop) == 0

@@ -47,7 +47,11 @@ GENERIC_ANSWER = (
     "prompt, two numbered pages for merge detection, or two HTML tables to merge."
 )
 PAGE_KEYS = (
-    "primary_language", "is_rotation_valid", "rotation_correction", "is_table", "is_diagram",
+    "primary_language",
+    "is_rotation_valid",
+    "rotation_correction",
+    "is_table",
+    "is_diagram",
     "natural_text",
 )
 _ROW = re.compile(r"<tr\b.*?</tr>", re.DOTALL | re.IGNORECASE)
@@ -70,11 +74,11 @@ def recognise(text: str) -> Prompt:
     if text == PAGE_PROMPT:
         return Prompt("page")
     if text.startswith(DETECT_HEADER + DETECT_PREVIOUS):
-        lists = _parse_numbered(text[len(DETECT_HEADER) + len(DETECT_PREVIOUS):])
+        lists = _parse_numbered(text[len(DETECT_HEADER) + len(DETECT_PREVIOUS) :])
         if lists is not None:
             return Prompt("detect", previous=lists[0], following=lists[1])
     if text.startswith(TABLE_MERGE_HEAD) and text.endswith("\n"):
-        table1, middle, table2 = text[len(TABLE_MERGE_HEAD):-1].partition(TABLE_MERGE_MIDDLE)
+        table1, middle, table2 = text[len(TABLE_MERGE_HEAD) : -1].partition(TABLE_MERGE_MIDDLE)
         if middle:
             return Prompt("table_merge", table1=table1, table2=table2)
     return Prompt("other")
@@ -151,14 +155,17 @@ def page_answer(
     is_diagram: bool = False,
 ) -> str:
     """The page JSON exactly as the model writes it (key order of the protocol, section 5)."""
-    return json.dumps({
-        "primary_language": primary_language,
-        "is_rotation_valid": is_rotation_valid,
-        "rotation_correction": rotation_correction,
-        "is_table": is_table,
-        "is_diagram": is_diagram,
-        "natural_text": natural_text,
-    }, ensure_ascii=False)
+    return json.dumps(
+        {
+            "primary_language": primary_language,
+            "is_rotation_valid": is_rotation_valid,
+            "rotation_correction": rotation_correction,
+            "is_table": is_table,
+            "is_diagram": is_diagram,
+            "natural_text": natural_text,
+        },
+        ensure_ascii=False,
+    )
 
 
 def format_pairs(pairs: Sequence[Sequence[int]]) -> str:
@@ -200,8 +207,12 @@ class TruthRegistry:
         self.pages[key] = content
         return key
 
-    def add_merges(self, previous: Sequence[str], following: Sequence[str],
-                   pairs: Sequence[Sequence[int]] | str) -> None:
+    def add_merges(
+        self,
+        previous: Sequence[str],
+        following: Sequence[str],
+        pairs: Sequence[Sequence[int]] | str,
+    ) -> None:
         answer = pairs if isinstance(pairs, str) else format_pairs(pairs)
         self.merges[(tuple(previous), tuple(following))] = answer
 
@@ -217,10 +228,14 @@ class TruthRegistry:
             return self.merges.get((prompt.previous, prompt.following), "[]")
         if prompt.task == "table_merge":
             merged = self.table_merges.get((prompt.table1, prompt.table2))
-            return merged if merged is not None else default_table_merge(
-                prompt.table1, prompt.table2)
+            return (
+                merged if merged is not None else default_table_merge(prompt.table1, prompt.table2)
+            )
         return GENERIC_ANSWER
 
     def counts(self) -> dict[str, Any]:
-        return {"pages": len(self.pages), "merges": len(self.merges),
-                "table_merges": len(self.table_merges)}
+        return {
+            "pages": len(self.pages),
+            "merges": len(self.merges),
+            "table_merges": len(self.table_merges),
+        }

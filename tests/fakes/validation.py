@@ -28,8 +28,12 @@ PATCH = 28
 _CACHE_SIZE = 4096
 _CACHE: OrderedDict[bytes, PageImage] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
-ERROR_TYPES = {400: "BadRequestError", 404: "NotFoundError", 500: "InternalServerError",
-               503: "ServiceUnavailableError"}
+ERROR_TYPES = {
+    400: "BadRequestError",
+    404: "NotFoundError",
+    500: "InternalServerError",
+    503: "ServiceUnavailableError",
+}
 
 
 class ApiError(Exception):
@@ -45,9 +49,13 @@ class ApiError(Exception):
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
-    return {"object": "error", "message": message,
-            "type": ERROR_TYPES.get(status, "InternalServerError"), "param": None,
-            "code": status}
+    return {
+        "object": "error",
+        "message": message,
+        "type": ERROR_TYPES.get(status, "InternalServerError"),
+        "param": None,
+        "code": status,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,16 +95,21 @@ def parse_chat(body: Any, model: str) -> ChatCall:
         raise ApiError(400, "ocrflux-test-double: streaming responses are not implemented.")
     temperature = body.get("temperature")
     if temperature is not None and (
-            not _is_number(temperature) or not 0.0 <= float(temperature) <= 2.0):
+        not _is_number(temperature) or not 0.0 <= float(temperature) <= 2.0
+    ):
         raise ApiError(400, "temperature must be a number between 0 and 2.")
     max_tokens = body.get("max_tokens")
     if max_tokens is not None and (
-            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
         raise ApiError(400, f"max_tokens must be at least 1, got {max_tokens!r}.")
     text, url = _user_parts(body.get("messages"))
-    return ChatCall(text=text, image=_decode_data_url(url),
-                    temperature=None if temperature is None else float(temperature),
-                    max_tokens=max_tokens)
+    return ChatCall(
+        text=text,
+        image=_decode_data_url(url),
+        temperature=None if temperature is None else float(temperature),
+        max_tokens=max_tokens,
+    )
 
 
 def _is_number(value: Any) -> bool:
@@ -110,10 +123,16 @@ def _user_parts(messages: Any) -> tuple[str, str]:
     if message.get("role") != "user":
         raise ApiError(400, "the only message must have role 'user'.")
     content = message.get("content")
-    if not isinstance(content, list) or len(content) != 2 or not all(
-            isinstance(part, dict) for part in content):
-        raise ApiError(400, "the user message content must be a list of two parts: "
-                            "a text part, then an image_url part.")
+    if (
+        not isinstance(content, list)
+        or len(content) != 2
+        or not all(isinstance(part, dict) for part in content)
+    ):
+        raise ApiError(
+            400,
+            "the user message content must be a list of two parts: "
+            "a text part, then an image_url part.",
+        )
     text_part, image_part = content
     if text_part.get("type") != "text" or image_part.get("type") != "image_url":
         raise ApiError(400, "the text part must come first and the image_url part second.")
@@ -131,7 +150,7 @@ def _decode_data_url(url: str) -> bytes:
     if not url.startswith(PNG_DATA_URL):
         raise ApiError(400, "the image must be a data URL starting with 'data:image/png;base64,'.")
     try:
-        return base64.b64decode(url[len(PNG_DATA_URL):], validate=True)
+        return base64.b64decode(url[len(PNG_DATA_URL) :], validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ApiError(400, f"the image data URL is not valid base64: {exc}") from exc
 

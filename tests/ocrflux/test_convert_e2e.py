@@ -24,8 +24,13 @@ from tests.scenarios import (
 
 @pytest.fixture
 async def engine(ocrflux_server: object) -> AsyncIterator[VllmEngine]:
-    client = VllmClient([ocrflux_server.url], request_timeout_s=5, transport_retry_budget_s=5,  # type: ignore[attr-defined]
-                        backoff_base_s=0.01, backoff_cap_s=0.05)
+    client = VllmClient(
+        [ocrflux_server.url],
+        request_timeout_s=5,
+        transport_retry_budget_s=5,  # type: ignore[attr-defined]
+        backoff_base_s=0.01,
+        backoff_cap_s=0.05,
+    )
     async with client:
         yield VllmEngine(client, model=client.model, max_tokens=8192, model_max_len=16384)
 
@@ -54,14 +59,17 @@ async def test_twelve_page_report_gives_exactly_the_expected_result(
     assert len(detections) == 9  # 11 page pairs, minus the two that touch the blank page
 
 
-async def test_skip_cross_page_merge_joins_page_texts(ocrflux_server: object,
-                                                      engine: VllmEngine) -> None:
+async def test_skip_cross_page_merge_joins_page_texts(
+    ocrflux_server: object, engine: VllmEngine
+) -> None:
     case = twelve_page_report()
     register(ocrflux_server, case)
     result = await convert_document(
-        case.data, engine=engine, options=ConversionOptions(skip_cross_page_merge=True))
-    expected = "\n\n".join(text for _, text in sorted(REPORT_PAGE_TEXTS.items(),
-                                                      key=lambda kv: int(kv[0])) if text)
+        case.data, engine=engine, options=ConversionOptions(skip_cross_page_merge=True)
+    )
+    expected = "\n\n".join(
+        text for _, text in sorted(REPORT_PAGE_TEXTS.items(), key=lambda kv: int(kv[0])) if text
+    )
     assert result.document_text == expected
     assert T3 in result.document_text and T4 in result.document_text and T45 not in expected
     assert T5 in result.document_text
@@ -69,12 +77,14 @@ async def test_skip_cross_page_merge_joins_page_texts(ocrflux_server: object,
     assert set(stats["by_task"]) == {"page"}
 
 
-async def test_text_output_has_tab_separated_tables_and_no_html(ocrflux_server: object,
-                                                                engine: VllmEngine) -> None:
+async def test_text_output_has_tab_separated_tables_and_no_html(
+    ocrflux_server: object, engine: VllmEngine
+) -> None:
     case = twelve_page_report()
     register(ocrflux_server, case)
-    result = await convert_document(case.data, engine=engine,
-                                    options=ConversionOptions(output_format="text"))
+    result = await convert_document(
+        case.data, engine=engine, options=ConversionOptions(output_format="text")
+    )
     assert result.document_text == REPORT_TEXT
     assert "<" not in result.content and "#" not in result.content
     assert "Name\tScore\t\nA\t1\t2\nB\t3\t4\nC\t5\t6" in result.content
@@ -89,16 +99,29 @@ async def test_faults_on_thirty_percent_of_requests_never_lose_the_document(
     keys = register(server, case)
     always_failing = keys[10]
     server.add_fault("invalid_json", task="page", pages=[always_failing])
-    for kind, rate in [("http_500", 0.08), ("invalid_json", 0.05), ("wrong_keys", 0.04),
-                       ("length", 0.04), ("drop", 0.04), ("stall", 0.02), ("bad_pairs", 0.03)]:
+    for kind, rate in [
+        ("http_500", 0.08),
+        ("invalid_json", 0.05),
+        ("wrong_keys", 0.04),
+        ("length", 0.04),
+        ("drop", 0.04),
+        ("stall", 0.02),
+        ("bad_pairs", 0.03),
+    ]:
         server.add_fault(kind, rate=rate, seed=len(kind))
-    client = VllmClient([server.url], request_timeout_s=1.0, transport_retry_budget_s=20,
-                        backoff_base_s=0.01, backoff_cap_s=0.05)
+    client = VllmClient(
+        [server.url],
+        request_timeout_s=1.0,
+        transport_retry_budget_s=20,
+        backoff_base_s=0.01,
+        backoff_cap_s=0.05,
+    )
     options = ConversionOptions(max_page_retries=4)
     async with client:
         engine = VllmEngine(client, model=client.model, max_tokens=8192, model_max_len=16384)
-        results = [await convert_document(case.data, engine=engine, options=options)
-                   for _ in range(3)]
+        results = [
+            await convert_document(case.data, engine=engine, options=options) for _ in range(3)
+        ]
 
     log = server.requests()
     answered = {"200", "500", "503"}  # transport failures (drop, stall) use no attempt
@@ -112,8 +135,11 @@ async def test_faults_on_thirty_percent_of_requests_never_lose_the_document(
         for page, text in result.page_texts.items():
             if int(page) not in result.fallback_pages:
                 assert text == REPORT_PAGE_TEXTS[page]
-    attempts_on_failing_page = [r for r in log if r["page"] == always_failing
-                                and r["task"] == "page" and r["status"] in answered]
+    attempts_on_failing_page = [
+        r
+        for r in log
+        if r["page"] == always_failing and r["task"] == "page" and r["status"] in answered
+    ]
     assert len(attempts_on_failing_page) == 3 * 4
     assert sum(server.stats()["faults_injected"].values()) > 12 + 10
 
@@ -123,8 +149,13 @@ async def test_unreachable_model_gives_text_layer_pages_not_an_exception(
 ) -> None:
     case = twelve_page_report()
     ocrflux_server.set_health("down")  # type: ignore[attr-defined]
-    client = VllmClient([ocrflux_server.url], request_timeout_s=1.0,  # type: ignore[attr-defined]
-                        transport_retry_budget_s=0.3, backoff_base_s=0.01, backoff_cap_s=0.05)
+    client = VllmClient(
+        [ocrflux_server.url],
+        request_timeout_s=1.0,  # type: ignore[attr-defined]
+        transport_retry_budget_s=0.3,
+        backoff_base_s=0.01,
+        backoff_cap_s=0.05,
+    )
     async with client:
         engine = VllmEngine(client, model=client.model, max_tokens=8192, model_max_len=16384)
         result = await convert_document(case.data, engine=engine)

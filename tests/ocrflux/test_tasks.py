@@ -12,9 +12,16 @@ from ocrflux.errors import ModelUnavailable
 from ocrflux.page_parse import parse_page_answer
 from ocrflux.tasks import run_task, temperature_for
 
-GOOD = json.dumps({"primary_language": "en", "is_rotation_valid": True,
-                   "rotation_correction": 0, "is_table": False, "is_diagram": False,
-                   "natural_text": "Hello"})
+GOOD = json.dumps(
+    {
+        "primary_language": "en",
+        "is_rotation_valid": True,
+        "rotation_correction": 0,
+        "is_table": False,
+        "is_diagram": False,
+        "natural_text": "Hello",
+    }
+)
 
 
 class Scripted:
@@ -35,18 +42,32 @@ class Scripted:
 
 def test_temperature_ramp_is_capped() -> None:
     assert [temperature_for(a) for a in range(11)] == [
-        0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.8, 0.8]
+        0.0,
+        0.1,
+        0.2,
+        0.3,
+        0.4,
+        0.5,
+        0.6,
+        0.7,
+        0.8,
+        0.8,
+        0.8,
+    ]
 
 
 async def test_each_failed_answer_uses_an_attempt_at_a_higher_temperature() -> None:
-    completer = Scripted([
-        ChatAnswerError("boom", 500),
-        ("not json", "stop"),
-        (GOOD, "length"),
-        (GOOD, "stop"),
-    ])
-    outcome = await run_task(completer, "p", b"png", parse_page_answer, max_attempts=4,
-                             max_tokens=77)
+    completer = Scripted(
+        [
+            ChatAnswerError("boom", 500),
+            ("not json", "stop"),
+            (GOOD, "length"),
+            (GOOD, "stop"),
+        ]
+    )
+    outcome = await run_task(
+        completer, "p", b"png", parse_page_answer, max_attempts=4, max_tokens=77
+    )
     assert outcome.ok and outcome.value is not None
     assert outcome.value.natural_text == "Hello"
     assert outcome.attempts == 4

@@ -1,0 +1,190 @@
+"""Reading whole topics from the beginning with a throwaway confluent-kafka consumer.
+
+Partitions are assigned (no consumer group membership, nothing committed), so any number of
+readers can read the same topics side by side. A reader yields the records it sees and, once,
+`CAUGHT_UP` when every partition has reached the end it had when reading began; topics that do
+not exist yet count as empty and are picked up when they appear.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any, Final
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from pydantic import BaseModel, ValidationError
+
+from connectors.kafka_config import LIBRDKAFKA_LOGGER, KafkaClientError, KafkaSettings
+from schemas.records import decode
+
+log = logging.getLogger(__name__)
+
+
+class _CaughtUp:
+    def __repr__(self) -> str:
+        return "CAUGHT_UP"
+
+
+CAUGHT_UP: Final = _CaughtUp()
+
+_BATCH = 500
+# `consume` waits for a full batch or this long, so it bounds a reader's reaction time.
+_POLL_S = 0.1
+# The broker holds an empty fetch this long (default 500 ms): it bounds how long the end of a
+# partition takes to be noticed, at a few small requests per second while following.
+_FETCH_WAIT_MS = 100
+# The broker holds an empty fetch this long (default 500 ms): it bounds how long the end of a
+# partition takes to be noticed, at a few small requests per second while following.
+_FETCH_WAIT_MS = 100
+#: How often topics missing at the start are looked up again.
+_TOPIC_RECHECK_S = 2.0
+
+
+def _partitions(
+    consumer: Consumer, topic: str, timeout_s: float, bootstrap: str
+) -> list[TopicPartition] | None:
+    """The topic's partitions, or None when the topic does not exist."""
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s)
+    except KafkaException as exc:
+        raise KafkaClientError(f"no answer from Kafka at {bootstrap}: {exc}") from exc
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        return None
+    return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(found.partitions)]
+
+
+def read_topics(
+    settings: KafkaSettings,
+    topics: Sequence[str],
+    *,
+    deadline: float | None = None,
+    metadata_timeout_s: float = 10.0,
+) -> Generator[Any, None, None]:
+    """Yield raw messages of `topics` from their beginning, and `CAUGHT_UP` once.
+
+    Ends when `deadline` (a `time.monotonic()` value) passes, or when the caller stops iterating;
+    the consumer is closed either way.
+    """
+    consumer = Consumer(
+        settings.consumer_config(
+            f"ocrflux-reader-{uuid.uuid4().hex}",
+            **{
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": _FETCH_WAIT_MS,
+                "logger": LIBRDKAFKA_LOGGER,
+            },
+        )
+    )
+    bootstrap = settings.kafka_bootstrap_servers
+    try:
+        missing: list[str] = []
+        assigned: list[TopicPartition] = []
+        for topic in topics:
+            found = _partitions(consumer, topic, metadata_timeout_s, bootstrap)
+            if found is None:
+                missing.append(topic)
+            else:
+                assigned += found
+        pending = {(tp.topic, tp.partition) for tp in assigned}
+        if assigned:
+            consumer.assign(assigned)
+        caught_up = False
+        next_recheck = time.monotonic() + _TOPIC_RECHECK_S
+        while True:
+            if not caught_up and not pending:
+                caught_up = True
+                yield CAUGHT_UP
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return
+            if missing and now >= next_recheck:
+                missing = _assign_new(consumer, missing, metadata_timeout_s, bootstrap)
+                next_recheck = now + _TOPIC_RECHECK_S
+            wait = _POLL_S if deadline is None else max(0.0, min(_POLL_S, deadline - now))
+            if not consumer.assignment():
+                # Nothing to read yet: wait for a missing topic to appear, within the deadline.
+                time.sleep(wait)
+                continue
+            for message in consumer.consume(_BATCH, wait):
+                error = message.error()
+                if error is None:
+                    yield message
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard((message.topic(), message.partition()))
+                elif error.fatal():
+                    raise KafkaClientError(f"Kafka consumer failed: {error.str()}")
+                else:
+                    log.warning("Kafka consumer: %s", error.str())
+    finally:
+        consumer.close()
+
+
+def _assign_new(
+    consumer: Consumer, missing: list[str], timeout_s: float, bootstrap: str
+) -> list[str]:
+    """Assign the partitions of topics that appeared since; returns those still missing."""
+    still: list[str] = []
+    for topic in missing:
+        found = _partitions(consumer, topic, timeout_s, bootstrap)
+        if found is None:
+            still.append(topic)
+        else:
+            consumer.incremental_assign(found)
+    return still
+
+
+def decode_value(message: Any) -> BaseModel | None:
+    """The record in a message; None (logged) for a tombstone or a value that is no record."""
+    value = message.value()
+    if value is None:
+        return None
+    try:
+        return decode(value)
+    except ValidationError as exc:
+        log.warning(
+            "skipping an undecodable record at %s[%d]@%d: %s",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            exc.errors()[0]["msg"] if exc.errors() else exc,
+        )
+        return None
+
+
+def latest_then_live(
+    messages: Iterator[Any], key_of: Callable[[Any, BaseModel | None], str | None]
+) -> Iterator[tuple[str, BaseModel] | _CaughtUp]:
+    """Collapse the history before `CAUGHT_UP` to the latest record per topic and key (a
+    tombstone forgets the key), yield those, then `CAUGHT_UP`, then every later record as it
+    arrives. Records come as `(key, record)`.
+
+    `key_of(message, record)` returns the key of a record to keep, or None to drop it; `record`
+    is None for a tombstone.
+    """
+    latest: dict[tuple[str, str], tuple[str, BaseModel]] = {}
+    caught_up = False
+    for message in messages:
+        if message is CAUGHT_UP:
+            caught_up = True
+            yield from latest.values()
+            latest.clear()
+            yield CAUGHT_UP
+            continue
+        record = decode_value(message)
+        if record is None and message.value() is not None:
+            continue  # undecodable, already logged
+        key = key_of(message, record)
+        if key is None:
+            continue
+        if caught_up:
+            if record is not None:
+                yield key, record
+            continue
+        slot = (message.topic(), key)
+        latest.pop(slot, None)
+        if record is not None:
+            latest[slot] = (key, record)

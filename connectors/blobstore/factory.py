@@ -1,0 +1,144 @@
+"""Picking a blob backend by URL scheme: `open_blob_store` for writing, `BlobFetcher` and
+`fetch` for reading any reference a record may carry."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+from urllib.parse import urlsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connectors.blobstore.base import BlobReader, BlobStore, unsupported_scheme
+from connectors.blobstore.file import FileBlobStore, path_from_file_url
+from connectors.blobstore.http import DEFAULT_TIMEOUT_S, HttpFetcher
+from connectors.blobstore.s3 import S3BlobStore
+from deploy.kafka_broker import cache_home
+from ocrflux.errors import FetchFailed
+
+
+def default_blob_dir() -> Path:
+    """`.cache/blobs` of the checkout (or under `OCRFLUX_HOME` when that is set)."""
+    return cache_home() / "blobs"
+
+
+class BlobSettings(BaseSettings):
+    """Where claim-checked blobs go and how references are read (frozen).
+
+        OCRFLUX_BLOB_URL       where `put` writes: file:///folder or s3://bucket/prefix;
+                               default: the `file://` folder below
+        OCRFLUX_BLOB_DIR       the `file://` folder, and the only one `file://` references may
+                               point into; default `.cache/blobs` of the checkout
+        OCRFLUX_FETCH_TIMEOUT_S  time limit of one `http(s)://` download
+
+    S3 endpoint, region and credentials follow botocore's usual chain (`AWS_ENDPOINT_URL`,
+    `AWS_DEFAULT_REGION`, `AWS_ACCESS_KEY_ID`, ...), see `connectors.blobstore.s3`.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
+
+    ocrflux_blob_url: str | None = None
+    ocrflux_blob_dir: Path = Field(default_factory=default_blob_dir)
+    ocrflux_fetch_timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
+
+    @property
+    def base_url(self) -> str:
+        return self.ocrflux_blob_url or self.ocrflux_blob_dir.expanduser().resolve().as_uri()
+
+
+def open_blob_store(
+    base_url: str | None = None, *, settings: BlobSettings | None = None
+) -> BlobStore:
+    """The store that writes under `base_url` (`file://` folder or `s3://bucket/prefix`);
+    None means `settings.base_url`."""
+    settings = settings or BlobSettings()
+    url = base_url or settings.base_url
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return FileBlobStore(path_from_file_url(url))
+    if parts.scheme == "s3":
+        return S3BlobStore.from_url(url)
+    if parts.scheme in ("http", "https"):
+        raise ValueError(f"http(s) references are read-only; cannot store blobs at {url}")
+    raise ValueError(f"unsupported blob store URL {url!r}: use file:///folder or s3://bucket")
+
+
+class BlobFetcher(BlobReader):
+    """Reads `file://`, `s3://` and `http(s)://` references, each with its backend (opened on
+    first use and closed with the fetcher). `stores` given by the caller are used for their
+    schemes first, and are closed by their owner, not here."""
+
+    schemes = ("file", "s3", "http", "https")
+
+    def __init__(
+        self, settings: BlobSettings | None = None, *, stores: tuple[BlobReader, ...] = ()
+    ) -> None:
+        self._settings = settings or BlobSettings()
+        self._given = stores
+        self._opened: dict[str, BlobReader] = {}
+
+    def _reader(self, scheme: str) -> BlobReader | None:
+        for store in self._given:
+            if scheme in store.schemes:
+                return store
+        if scheme not in self._opened:
+            if scheme == "file":
+                self._opened["file"] = FileBlobStore(self._settings.ocrflux_blob_dir)
+            elif scheme == "s3":
+                self._opened["s3"] = S3BlobStore()
+            elif scheme in ("http", "https"):
+                fetcher = HttpFetcher(timeout_s=self._settings.ocrflux_fetch_timeout_s)
+                self._opened["http"] = self._opened["https"] = fetcher
+            else:
+                return None
+        return self._opened[scheme]
+
+    async def get(self, url: str, *, max_bytes: int) -> bytes:
+        reader = self._reader(urlsplit(url).scheme.lower())
+        if reader is None:
+            raise unsupported_scheme(url, "the blob fetcher")
+        return await reader.get(url, max_bytes=max_bytes)
+
+    async def fetch(self, url: str, *, max_bytes: int, expected_sha256: str | None = None) -> bytes:
+        """`get`, and when `expected_sha256` is given, `FetchFailed` unless the bytes match."""
+        data = await self.get(url, max_bytes=max_bytes)
+        if expected_sha256 is not None:
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != expected_sha256.lower():
+                raise FetchFailed(
+                    f"{url} does not hold the announced content: sha256 {actual}, "
+                    f"expected {expected_sha256}"
+                )
+        return data
+
+    async def close(self) -> None:
+        opened = {id(reader): reader for reader in self._opened.values()}
+        self._opened.clear()
+        for reader in opened.values():
+            await reader.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def fetch(
+    url: str,
+    *,
+    max_bytes: int,
+    expected_sha256: str | None = None,
+    settings: BlobSettings | None = None,
+) -> bytes:
+    """One-shot read of any reference; prefer a long-lived `BlobFetcher` in a loop."""
+    async with BlobFetcher(settings) as fetcher:
+        return await fetcher.fetch(url, max_bytes=max_bytes, expected_sha256=expected_sha256)

@@ -1,0 +1,204 @@
+"""Kafka connection settings, topic names and topic creation, shared by the SDK and the worker.
+
+`KafkaSettings` is the one place that reads the Kafka environment variables:
+
+    KAFKA_BOOTSTRAP_SERVERS   host:port[,host:port]; unset means the local broker's state file
+                              (`ocrflux broker start`), else a `BrokerError` saying what to do
+    KAFKA_SECURITY_PROTOCOL   PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    KAFKA_SASL_MECHANISM      PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512 | ...
+    KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD
+    KAFKA_SSL_CA_LOCATION     path of a CA bundle (PEM)
+    OCRFLUX_TOPIC_PREFIX      default "ocrflux"
+    KAFKA_MESSAGE_MAX_BYTES   the largest record; producers, consumers and topics agree on it
+    KAFKA_TOPIC_PARTITIONS    partitions of topics that `ensure_topics` creates
+    KAFKA_REPLICATION_FACTOR  replication factor of topics that `ensure_topics` creates
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import astuple, dataclass
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from deploy.kafka_broker import DEFAULT_MESSAGE_MAX_BYTES, resolve_bootstrap
+
+__all__ = [
+    "KafkaClientError",
+    "KafkaSettings",
+    "LibrdkafkaConfig",
+    "TopicNames",
+    "ensure_topics",
+]
+
+#: Where librdkafka's own log lines go (instead of raw lines on stderr) for our clients.
+LIBRDKAFKA_LOGGER = logging.getLogger("connectors.librdkafka")
+
+#: A confluent-kafka (librdkafka) client configuration.
+LibrdkafkaConfig = dict[str, str | int | float | bool]
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+
+# A fetch response carries a little framing around the largest record it may hold.
+_FETCH_OVERHEAD_BYTES = 64 * 1024
+
+
+class KafkaClientError(RuntimeError):
+    """Kafka refused or did not answer a request of ours (delivery, metadata, topic creation)."""
+
+
+def _bootstrap_from_environment() -> str:
+    return resolve_bootstrap()
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach Kafka and which topics to use (frozen; built once at a process's entry)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
+
+    kafka_bootstrap_servers: str = Field(
+        default_factory=_bootstrap_from_environment,
+        description="Unset: the local broker's state file, else a BrokerError saying what to do",
+    )
+    kafka_security_protocol: SecurityProtocol | None = None
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: str | None = None
+    ocrflux_topic_prefix: str = Field(default="ocrflux", min_length=1)
+    kafka_message_max_bytes: int = Field(default=DEFAULT_MESSAGE_MAX_BYTES, ge=1024)
+    kafka_topic_partitions: int = Field(default=4, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames.from_prefix(self.ocrflux_topic_prefix)
+
+    def as_librdkafka_dict(self) -> LibrdkafkaConfig:
+        """Connection properties for any confluent-kafka client (producer, consumer, admin)."""
+        config: LibrdkafkaConfig = {"bootstrap.servers": self.kafka_bootstrap_servers}
+        optional = {
+            "security.protocol": self.kafka_security_protocol,
+            "sasl.mechanism": self.kafka_sasl_mechanism,
+            "sasl.username": self.kafka_sasl_username,
+            "sasl.password": (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            ),
+            "ssl.ca.location": self.kafka_ssl_ca_location,
+        }
+        config.update({key: value for key, value in optional.items() if value is not None})
+        return config
+
+    def producer_config(self, **overrides: Any) -> LibrdkafkaConfig:
+        """An idempotent, acks=all producer whose largest record is `kafka_message_max_bytes`."""
+        return {
+            **self.as_librdkafka_dict(),
+            "enable.idempotence": True,
+            "acks": "all",
+            "message.max.bytes": self.kafka_message_max_bytes,
+            **overrides,
+        }
+
+    def consumer_config(self, group_id: str, **overrides: Any) -> LibrdkafkaConfig:
+        """A consumer that can fetch the largest record and commits nothing by itself."""
+        most = self.kafka_message_max_bytes
+        return {
+            **self.as_librdkafka_dict(),
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "message.max.bytes": most,
+            "fetch.max.bytes": most,
+            "max.partition.fetch.bytes": most,
+            "receive.message.max.bytes": most + _FETCH_OVERHEAD_BYTES,
+            **overrides,
+        }
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The stream processor's topics for one prefix."""
+
+    documents: str
+    pages: str
+    page_results: str
+    results: str
+    progress: str
+    dlq: str
+
+    @classmethod
+    def from_prefix(cls, prefix: str = "ocrflux") -> TopicNames:
+        return cls(
+            documents=f"{prefix}.documents",
+            pages=f"{prefix}.pages",
+            page_results=f"{prefix}.page-results",
+            results=f"{prefix}.results",
+            progress=f"{prefix}.progress",
+            dlq=f"{prefix}.dlq",
+        )
+
+    def all(self) -> tuple[str, ...]:
+        return astuple(self)
+
+
+def topic_configs(settings: KafkaSettings) -> dict[str, dict[str, str]]:
+    """Per-topic configuration: every topic takes the largest record; results are compacted
+    (the latest result per doc_id is the answer)."""
+    topics = settings.topics
+    base = {"max.message.bytes": str(settings.kafka_message_max_bytes)}
+    configs = {name: dict(base) for name in topics.all()}
+    configs[topics.results]["cleanup.policy"] = "compact"
+    return configs
+
+
+def ensure_topics(
+    settings: KafkaSettings,
+    *,
+    partitions: int | Mapping[str, int] | None = None,
+    replication_factor: int | None = None,
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Create the prefix's topics that do not exist yet; returns the names it created.
+
+    `partitions` is one count for every topic or a count per topic name (others take
+    `settings.kafka_topic_partitions`). Existing topics are left as they are.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    default_partitions = settings.kafka_topic_partitions
+    per_topic = partitions if isinstance(partitions, Mapping) else {}
+    if isinstance(partitions, int):
+        default_partitions = partitions
+    replicas = replication_factor or settings.kafka_replication_factor
+    admin = AdminClient({**settings.as_librdkafka_dict(), "logger": LIBRDKAFKA_LOGGER})  # type: ignore[dict-item]
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise KafkaClientError(
+            f"cannot list topics at {settings.kafka_bootstrap_servers}: {exc}"
+        ) from exc
+    wanted = [
+        NewTopic(name, per_topic.get(name, default_partitions), replicas, config=config)
+        for name, config in topic_configs(settings).items()
+        if name not in existing
+    ]
+    if not wanted:
+        return []
+    created: list[str] = []
+    futures = admin.create_topics(wanted, operation_timeout=timeout_s, request_timeout=timeout_s)
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue  # another process created it meanwhile
+            raise KafkaClientError(f"cannot create topic {name}: {exc}") from exc
+        except TimeoutError as exc:
+            raise KafkaClientError(f"creating topic {name} timed out after {timeout_s}s") from exc
+        created.append(name)
+    return sorted(created)

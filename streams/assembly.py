@@ -1,0 +1,342 @@
+"""The assembler's state machine: page results in, merge jobs and one document result out.
+
+All state lives in one key-value store (the faust table, a dict in tests), in small entries so
+that no value grows with the page count:
+
+    "<doc_id>"                DocState      counts, detected pairs, token usage, emitted flag
+    "<doc_id>/p/<page>"       StoredPage    one page result
+    "<doc_id>/t/<page>/<i>"   StoredTable   one table-merge outcome
+
+Every change happens while applying one record from the page-results topic, so the table's
+changelog is written in the order of that topic's partition. Model calls (merge detection, table
+merges) are *jobs* that the agent runs outside the loop; their outcomes come back as records on
+the same topic. The first record for a page, pair or table wins and later copies are ignored, so
+replays after a crash rebuild exactly the same state and the same result. The result itself is
+built by `ocrflux.document.build_result`, the function the direct driver uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ocrflux.document import build_result, pairs_to_detect
+from ocrflux.merge import ready_table_merges, table_merge_chains, table_merges_done
+from schemas.records import (
+    DocumentInfo,
+    PageDone,
+    PairsDetected,
+    ProgressEvent,
+    ResultRecord,
+    TableMerged,
+)
+from schemas.results import PageResult, TokenUsage
+
+Pair = tuple[int, int]
+
+
+class DocState(BaseModel):
+    kind: Literal["doc_state"] = "doc_state"
+    doc_id: str
+    info: DocumentInfo
+    partition: int = Field(description="page-results partition that owns this document")
+    first_seen_at: float
+    pages_done: int = 0
+    detected: dict[int, list[Pair]] = Field(default_factory=dict)
+    detected_at: dict[int, float] = Field(default_factory=dict)
+    tables_done: int = 0
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    emitted: bool = False
+    status: str | None = None
+
+
+class StoredPage(BaseModel):
+    kind: Literal["stored_page"] = "stored_page"
+    result: PageResult
+    worker: str = ""
+    at: float = 0.0
+
+
+class StoredTable(BaseModel):
+    kind: Literal["stored_table"] = "stored_table"
+    html: str | None
+    at: float = 0.0
+
+
+def page_key(doc_id: str, page: int) -> str:
+    return f"{doc_id}/p/{page}"
+
+
+def table_key(doc_id: str, page: int, i: int) -> str:
+    return f"{doc_id}/t/{page}/{i}"
+
+
+@dataclass(frozen=True)
+class DetectJob:
+    doc_id: str
+    first: int
+    previous: list[str]
+    following: list[str]
+    max_attempts: int
+    engine: str
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return ("detect", self.doc_id, str(self.first))
+
+
+@dataclass(frozen=True)
+class TableJob:
+    doc_id: str
+    page: int
+    i: int
+    j: int
+    table1: str
+    table2: str
+    max_attempts: int
+    engine: str
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return ("table", self.doc_id, str(self.page), str(self.i))
+
+
+Job = DetectJob | TableJob
+
+
+@dataclass
+class Step:
+    """What applying one record asks the agent to do."""
+
+    jobs: list[Job] = field(default_factory=list)
+    result: ResultRecord | None = None
+    progress: ProgressEvent | None = None
+    finished_keys: list[str] = field(default_factory=list)
+
+
+class _PagesView(Mapping[int, PageResult]):
+    """The stored page results of one document as a read-only mapping by page index."""
+
+    def __init__(self, store: Mapping[str, Any], state: DocState) -> None:
+        self._store = store
+        self._state = state
+
+    def __getitem__(self, page: int) -> PageResult:
+        entry = self._store.get(page_key(self._state.doc_id, page))
+        if entry is None:
+            raise KeyError(page)
+        return entry.result  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[int]:
+        info = self._state.info
+        return (p for p in range(info.first_page, info.stop_page) if p in self)
+
+    def __len__(self) -> int:
+        return self._state.pages_done
+
+    def __contains__(self, page: object) -> bool:
+        return isinstance(page, int) and page_key(self._state.doc_id, page) in self._store
+
+
+class Assembler:
+    def __init__(self, store: MutableMapping[str, Any]) -> None:
+        self.store = store
+
+    def apply(
+        self, record: PageDone | PairsDetected | TableMerged, *, partition: int, at: float
+    ) -> Step:
+        """Apply one page-results record; `at` is the record's timestamp (replays repeat it)."""
+        state = self.store.get(record.doc_id)
+        if isinstance(record, PageDone):
+            if state is None:
+                state = DocState(
+                    doc_id=record.doc_id, info=record.info, partition=partition, first_seen_at=at
+                )
+            return self._page(state, record, at)
+        if state is None or state.emitted:
+            return Step()  # an outcome for a finished (or unknown) document
+        # A repeated outcome changes nothing, but is still a chance to finish: after a crash,
+        # replayed records are what re-emits a result that was never delivered.
+        if isinstance(record, PairsDetected):
+            if record.first in state.detected:
+                return self._advance(state, at)
+            state.detected[record.first] = list(record.pairs)
+            state.detected_at[record.first] = at
+        else:
+            key = table_key(record.doc_id, record.page, record.i)
+            if key in self.store:
+                return self._advance(state, at)
+            self.store[key] = StoredTable(html=record.html, at=at)
+            state.tables_done += 1
+        state.usage.add(record.usage.prompt_tokens, record.usage.completion_tokens)
+        self.store[state.doc_id] = state
+        return self._advance(state, at)
+
+    def _page(self, state: DocState, record: PageDone, at: float) -> Step:
+        if state.emitted:
+            return Step()
+        page = record.result.index
+        key = page_key(state.doc_id, page)
+        progress = None
+        if key not in self.store:
+            self.store[key] = StoredPage(result=record.result, worker=record.worker, at=at)
+            if not state.info.engine and record.info.engine:
+                state.info = state.info.model_copy(
+                    update={"engine": record.info.engine, "model": record.info.model}
+                )
+            state.pages_done += 1
+            self.store[state.doc_id] = state
+            progress = ProgressEvent(
+                doc_id=state.doc_id,
+                stage="recognize",
+                pages_done=state.pages_done,
+                pages_total=state.info.pages_total,
+            )
+        if state.pages_done < state.info.pages_total:
+            step = Step(jobs=self._detections(state, pages_to_check=(page,)))
+        else:
+            step = self._advance(state, at)
+        step.progress = step.progress or progress
+        return step
+
+    def pending_jobs(self, doc_id: str) -> list[Job]:
+        """Every job this document needs now (after a restart nothing is in flight)."""
+        state = self.store.get(doc_id)
+        if state is None or state.emitted:
+            return []
+        if state.pages_done < state.info.pages_total:
+            return self._detections(state)
+        return self._advance(state, at=None).jobs
+
+    def documents(self) -> Iterator[DocState]:
+        for value in list(self.store.values()):
+            if isinstance(value, DocState) and not value.emitted:
+                yield value
+
+    def _detections(
+        self, state: DocState, pages_to_check: tuple[int, ...] | None = None
+    ) -> list[Job]:
+        if state.info.options.skip_cross_page_merge:
+            return []
+        done = _PagesView(self.store, state)
+        if pages_to_check is None:
+            firsts = {first for page in done for first in pairs_to_detect(done, page)}
+        else:
+            firsts = {first for page in pages_to_check for first in pairs_to_detect(done, page)}
+        return [
+            DetectJob(
+                state.doc_id,
+                first,
+                done[first].elements,
+                done[first + 1].elements,
+                state.info.options.max_page_retries,
+                state.info.engine,
+            )
+            for first in sorted(firsts)
+            if first not in state.detected
+        ]
+
+    def _advance(self, state: DocState, at: float | None) -> Step:
+        """All pages are in: detections, then table merges in chain order, then the result."""
+        if state.pages_done < state.info.pages_total:
+            return Step()
+        detections = self._detections(state)
+        if detections:
+            return Step(jobs=detections)
+        info = state.info
+        done = dict(_PagesView(self.store, state).items())
+        pairs = {first: found for first, found in state.detected.items() if found}
+        outcomes: dict[tuple[int, int], str | None] = {}
+        if not info.options.skip_cross_page_merge:
+            pages = [done[p].elements if p in done else None for p in range(info.num_pages)]
+            chains = table_merge_chains(pages, pairs)
+            outcomes = self._table_outcomes(state.doc_id, chains)
+            if not table_merges_done(chains, outcomes):
+                return Step(
+                    jobs=[
+                        TableJob(
+                            state.doc_id,
+                            pair.page,
+                            pair.i,
+                            pair.j,
+                            table1,
+                            table2,
+                            info.options.max_page_retries,
+                            info.engine,
+                        )
+                        for pair, table1, table2 in ready_table_merges(chains, pages, outcomes)
+                    ]
+                )
+        if at is None:
+            return Step()  # complete: applying the record that completed it emits the result
+        return self._emit(state, done, pairs, outcomes, at)
+
+    def _table_outcomes(
+        self, doc_id: str, chains: list[list[Any]]
+    ) -> dict[tuple[int, int], str | None]:
+        outcomes: dict[tuple[int, int], str | None] = {}
+        for chain in chains:
+            for pair in chain:
+                entry = self.store.get(table_key(doc_id, pair.page, pair.i))
+                if entry is not None:
+                    outcomes[pair.first] = entry.html
+        return outcomes
+
+    def _emit(
+        self,
+        state: DocState,
+        done: dict[int, PageResult],
+        pairs: dict[int, list[Pair]],
+        outcomes: dict[tuple[int, int], str | None],
+        at: float,
+    ) -> Step:
+        info = state.info
+        # Times come from the stored entries (each the timestamp of its first record), not from
+        # the record that happens to complete the document, so a replay repeats them exactly.
+        keys = [page_key(state.doc_id, page) for page in done]
+        keys += [table_key(state.doc_id, page, i) for page, i in outcomes]
+        completed_at = max([self.store[key].at for key in keys] + list(state.detected_at.values()))
+        timings = {"assemble_s": round(completed_at - state.first_seen_at, 3)}
+        if info.submitted_at is not None:
+            timings["total_s"] = round(completed_at - info.submitted_at, 3)
+        merged = {key: html for key, html in outcomes.items() if html}
+        result = build_result(
+            done=done,
+            num_pages=info.num_pages,
+            pairs=pairs,
+            merged_tables=merged,
+            options=info.options,
+            usage=state.usage,
+            doc_id=state.doc_id,
+            source=info.source,
+            engine=info.engine,
+            model=info.model,
+            timings=timings,
+        )
+        record = ResultRecord(**result.model_dump(), metadata=info.metadata, reply_to=info.reply_to)
+        progress = ProgressEvent(
+            doc_id=state.doc_id,
+            stage=record.status,
+            pages_done=state.pages_done,
+            pages_total=info.pages_total,
+        )
+        return Step(result=record, progress=progress, finished_keys=keys)
+
+    def mark_emitted(self, step: Step) -> None:
+        """Record that `step.result` is durably on the results topic, and drop the entries.
+
+        Call it only once the result's delivery is acknowledged: a crash before that replays
+        into the same, unmarked state and emits an identical result again. The flag is written
+        before the entries go, so a replay that finds them gone also finds the flag (one table,
+        one changelog partition, in order).
+        """
+        assert step.result is not None
+        state = self.store[step.result.doc_id]
+        state.emitted = True
+        state.status = step.result.status
+        self.store[state.doc_id] = state
+        for key in step.finished_keys:
+            del self.store[key]

@@ -1,0 +1,56 @@
+"""The worker's one settings object: the core's, Kafka's, and the stream processor's own."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from connectors.blobstore import BlobSettings
+from connectors.kafka_config import KafkaSettings
+from ocrflux.settings import CoreSettings
+
+ROLES = ("split", "recognize", "assemble")
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerSettings(KafkaSettings, BlobSettings, CoreSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
+
+    ocrflux_worker_id: str = Field(default_factory=_worker_id)
+    ocrflux_recognize_concurrency: int = Field(
+        default=64,
+        ge=1,
+        description="Pages one worker recognizes at once (keep it at least "
+        "the GPU's batch size divided by the number of workers)",
+    )
+    ocrflux_merge_concurrency: int = Field(
+        default=64, ge=1, description="Merge-detection and table-merge calls at once"
+    )
+    ocrflux_split_outstanding: int = Field(
+        default=8, ge=1, description="Page records the splitter lets wait for delivery"
+    )
+    ocrflux_metrics_port: int | None = Field(
+        default=None, description="Serve Prometheus metrics on this port (0: any free port)"
+    )
+    ocrflux_metrics_host: str = "127.0.0.1"
+    ocrflux_sweep_interval_s: float = Field(
+        default=5.0, gt=0, description="How often the assembler relaunches lost merge jobs"
+    )
+    ocrflux_session_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long the group waits for a silent worker before "
+        "giving its partitions to others (a crashed worker's pages wait this long)",
+    )
+    ocrflux_data_dir: str | None = Field(default=None, description="faust's data folder")
+
+    @property
+    def result_max_bytes(self) -> int:
+        """Results above this go to the blob store (leave room for the record's framing)."""
+        return self.kafka_message_max_bytes - 64 * 1024

@@ -1,0 +1,100 @@
+"""The split stage: one document request in, one page task per page out, one page at a time.
+
+Only the page being rendered is held in memory; the agent bounds how many rendered pages wait
+for delivery. Input problems raise `InputError` (the agent answers them with a failed result and
+a dlq record); a single page that cannot be rendered becomes a failed page, not a failed document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor
+from functools import partial
+
+from ocrflux.errors import InputError
+from ocrflux.identity import content_digest, doc_id_for
+from ocrflux.render import open_document
+from schemas.records import DocumentInfo, DocumentRequest, PageDone, PageTask, ProgressEvent
+from schemas.results import ErrorInfo, PageResult
+
+#: Reads a reference: (url, max_bytes, expected sha256 or None) -> bytes, raising FetchFailed.
+Fetch = Callable[[str, int, str | None], Awaitable[bytes]]
+
+
+def request_doc_id(request: DocumentRequest) -> str:
+    """The producer's doc_id, else the content hash + options (the default of every client)."""
+    if request.doc_id:
+        return request.doc_id
+    if request.content is not None:
+        return doc_id_for(content_digest(request.content), request.options)
+    if request.content_sha256:
+        return doc_id_for(request.content_sha256, request.options)
+    # A reference without a digest: its address stands in for the content.
+    ref = hashlib.sha256(str(request.content_ref).encode()).hexdigest()
+    return doc_id_for(ref, request.options)
+
+
+async def document_bytes(request: DocumentRequest, fetch: Fetch, max_bytes: int) -> bytes:
+    if request.content is not None:
+        return request.content
+    assert request.content_ref is not None  # the record's validator guarantees one of the two
+    return await fetch(request.content_ref, max_bytes, request.content_sha256)
+
+
+async def split_document(
+    request: DocumentRequest,
+    doc_id: str,
+    *,
+    fetch: Fetch,
+    max_bytes: int,
+    max_pages: int,
+    executor: Executor | None = None,
+) -> AsyncIterator[PageTask | PageDone | ProgressEvent]:
+    """Page tasks (and failed pages) of one document, in page order, after a progress event."""
+    loop = asyncio.get_running_loop()
+    data = await document_bytes(request, fetch, max_bytes)
+    document = await loop.run_in_executor(
+        executor, partial(open_document, data, max_bytes=max_bytes, max_pages=max_pages)
+    )
+    del data  # the parser holds what it needs
+    try:
+        indices = document.page_indices(request.options.page_range)
+        info = DocumentInfo(
+            first_page=indices.start,
+            stop_page=indices.stop,
+            num_pages=document.page_count,
+            options=request.options,
+            source=request.filename or request.content_ref,
+            metadata=request.metadata,
+            reply_to=request.reply_to,
+            submitted_at=request.submitted_at,
+        )
+        yield ProgressEvent(doc_id=doc_id, stage="split", pages_total=len(indices))
+        for index in indices:
+            try:
+                page = await loop.run_in_executor(executor, document.render_page, index)
+            except InputError as exc:
+                yield PageDone(
+                    doc_id=doc_id,
+                    info=info,
+                    result=PageResult(
+                        index=index,
+                        source="none",
+                        fallback=True,
+                        error=ErrorInfo(code=exc.code, message=exc.message),
+                    ),
+                )
+                continue
+            yield PageTask(
+                doc_id=doc_id,
+                page=index,
+                info=info,
+                png=page.png,
+                width=page.width,
+                height=page.height,
+                text_layer=page.text_layer,
+            )
+    finally:
+        await loop.run_in_executor(executor, document.close)

@@ -1,0 +1,94 @@
+"""Kafka settings from the environment, topic names, and topic creation on the real broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+from connectors.kafka_config import KafkaSettings, TopicNames, ensure_topics
+from deploy.kafka_broker import DEFAULT_MESSAGE_MAX_BYTES, BrokerError
+
+
+def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "ocr")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "hunter2")
+    monkeypatch.setenv("KAFKA_SSL_CA_LOCATION", "/etc/ca.pem")
+    monkeypatch.setenv("OCRFLUX_TOPIC_PREFIX", "acme")
+    settings = KafkaSettings()
+    assert settings.as_librdkafka_dict() == {
+        "bootstrap.servers": "k1:9092,k2:9092",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "ocr",
+        "sasl.password": "hunter2",
+        "ssl.ca.location": "/etc/ca.pem",
+    }
+    assert "hunter2" not in repr(settings)
+    assert settings.topics.results == "acme.results"
+    assert settings.kafka_message_max_bytes == DEFAULT_MESSAGE_MAX_BYTES
+    with pytest.raises(Exception, match="frozen"):
+        settings.ocrflux_topic_prefix = "other"  # type: ignore[misc]
+
+
+def test_plain_settings_carry_no_security_keys() -> None:
+    settings = KafkaSettings(kafka_bootstrap_servers="127.0.0.1:1")
+    assert settings.as_librdkafka_dict() == {"bootstrap.servers": "127.0.0.1:1"}
+    producer = settings.producer_config()
+    assert producer["enable.idempotence"] is True
+    assert producer["acks"] == "all"
+    consumer = settings.consumer_config("g")
+    assert consumer["enable.auto.commit"] is False
+    assert consumer["receive.message.max.bytes"] > consumer["fetch.max.bytes"]
+
+
+def test_no_broker_anywhere_says_how_to_get_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.setenv("OCRFLUX_HOME", str(tmp_path))  # no broker state file there
+    with pytest.raises(BrokerError, match=r"KAFKA_BOOTSTRAP_SERVERS.*ocrflux broker start"):
+        KafkaSettings()
+
+
+def test_topic_names() -> None:
+    names = TopicNames.from_prefix("p")
+    assert names.all() == (
+        "p.documents",
+        "p.pages",
+        "p.page-results",
+        "p.results",
+        "p.progress",
+        "p.dlq",
+    )
+
+
+@pytest.mark.kafka
+def test_ensure_topics_creates_missing_topics_once(kafka_bootstrap: str, unique_name: str) -> None:
+    settings = KafkaSettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        ocrflux_topic_prefix=unique_name,
+        kafka_message_max_bytes=4 * 1024 * 1024,
+    )
+    topics = settings.topics
+    created = ensure_topics(settings, partitions={topics.pages: 3}, timeout_s=30)
+    assert created == sorted(topics.all())
+    assert ensure_topics(settings) == []
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    metadata = admin.list_topics(timeout=10).topics
+    assert len(metadata[topics.pages].partitions) == 3
+    assert len(metadata[topics.documents].partitions) == settings.kafka_topic_partitions
+    resources = [ConfigResource(ResourceType.TOPIC, name) for name in topics.all()]
+    configs = {
+        resource.name: future.result(timeout=30)
+        for resource, future in admin.describe_configs(resources).items()
+    }
+    assert configs[topics.results]["cleanup.policy"].value == "compact"
+    assert configs[topics.documents]["cleanup.policy"].value == "delete"
+    for name in topics.all():
+        assert configs[name]["max.message.bytes"].value == str(4 * 1024 * 1024)

@@ -1,0 +1,36 @@
+"""What `connectors` and `connectors.blobstore` export, and that each name is really there."""
+
+from __future__ import annotations
+
+import connectors
+import connectors.blobstore
+
+
+def test_connectors_exports() -> None:
+    assert sorted(connectors.__all__) == [
+        "KafkaClientError",
+        "KafkaSettings",
+        "OcrfluxClient",
+        "TopicNames",
+        "ensure_topics",
+    ]
+    for name in connectors.__all__:
+        assert getattr(connectors, name) is not None
+
+
+def test_blobstore_exports() -> None:
+    assert sorted(connectors.blobstore.__all__) == [
+        "BlobFetcher",
+        "BlobReader",
+        "BlobSettings",
+        "BlobStore",
+        "BlobStoreError",
+        "FileBlobStore",
+        "HttpFetcher",
+        "S3BlobStore",
+        "default_blob_dir",
+        "fetch",
+        "open_blob_store",
+    ]
+    for name in connectors.blobstore.__all__:
+        assert getattr(connectors.blobstore, name) is not None

@@ -1,0 +1,169 @@
+"""A stream-processor deployment for one test: its own topics on the session broker, worker
+processes started and ended by PID, the OCRFlux-3B test double, and the client SDK.
+
+    pipeline   a `Pipeline`: `.start_worker(name, roles=..., **env)`, `.client`, `.kafka`,
+               `.server` (the double), `.direct(case)` (the direct driver's result for a case)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from connectors.blobstore import BlobSettings
+from connectors.client import OcrfluxClient
+from connectors.kafka_config import KafkaSettings
+from ocrflux.convert import convert_document
+from ocrflux.engines.vllm import VllmEngine
+from ocrflux.vllm_client import VllmClient
+from schemas.options import ConversionOptions
+from schemas.records import decode
+from schemas.results import DocumentResult
+from tests.fixtures.processes import ProcessGroup
+from tests.scenarios import DocumentCase
+
+WORKER_READY_TIMEOUT_S = 90.0
+PARTITIONS = 4
+
+
+@dataclass
+class Pipeline:
+    kafka: KafkaSettings
+    server: Any
+    processes: ProcessGroup
+    blob_dir: Path
+    data_dir: Path
+    client: OcrfluxClient
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.kafka_bootstrap_servers,
+            "OCRFLUX_TOPIC_PREFIX": self.kafka.ocrflux_topic_prefix,
+            "KAFKA_TOPIC_PARTITIONS": str(PARTITIONS),
+            "KAFKA_MESSAGE_MAX_BYTES": str(self.kafka.kafka_message_max_bytes),
+            "VLLM_URL": self.server.url,
+            "OCRFLUX_ENGINE": "vllm",
+            "OCRFLUX_BLOB_DIR": str(self.blob_dir),
+            "OCRFLUX_SWEEP_INTERVAL_S": "1",
+            "VLLM_RETRY_BUDGET_S": "10",
+            "OCRFLUX_SESSION_TIMEOUT_S": "10",
+            **extra,
+        }
+
+    def start_worker(
+        self, name: str, roles: str = "split,recognize,assemble", *, wait: bool = True, **env: str
+    ) -> subprocess.Popen[bytes]:
+        data_dir = self.data_dir / name
+        process = self.processes.python(
+            name,
+            ["-m", "ocrflux.cli", "worker", "--roles", roles, "--loglevel", "info"],
+            self.env(OCRFLUX_DATA_DIR=str(data_dir), OCRFLUX_WORKER_ID=name, **env),
+        )
+        self.workers[name] = process
+        if wait:
+            self.wait_ready(name)
+        return process
+
+    def wait_ready(self, name: str) -> None:
+        """Until the worker's log says it is ready (faust logs it after recovery)."""
+        self.wait_log(name, "[^Worker]: Ready")
+
+    def wait_log(self, name: str, text: str) -> None:
+        """Until `text` shows in the worker's log; fails at once if the worker exits."""
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
+        while text not in self.processes.log(name):
+            process = self.workers[name]
+            assert process.poll() is None, f"{name} exited:\n{self.processes.log(name)[-4000:]}"
+            assert time.monotonic() < deadline, (
+                f"{name}: no {text!r} in\n{self.processes.log(name)[-4000:]}"
+            )
+            time.sleep(0.2)  # poll interval on the worker's log
+
+    def results(self, doc_ids: list[str], timeout_s: float = 180.0) -> dict[str, Any]:
+        found = {r.doc_id: r for r in self.client.results(doc_ids, timeout_s=timeout_s)}
+        missing = set(doc_ids) - set(found)
+        logs = "\n".join(f"--- {n}\n{self.processes.log(n)[-3000:]}" for n in self.workers)
+        assert not missing, f"no result for {sorted(missing)}\n{logs}"
+        return found
+
+    def raw(self, topic: str, timeout_s: float = 10.0) -> list[tuple[str | None, bytes]]:
+        """Every record of one of this pipeline's topics, from the beginning (key, value)."""
+        name = getattr(self.kafka.topics, topic)
+        consumer = Consumer(
+            self.kafka.consumer_config(
+                f"raw-{time.monotonic_ns()}", **{"enable.auto.commit": False}
+            )
+        )
+        try:
+            metadata = consumer.list_topics(name, timeout=timeout_s).topics[name]
+            parts = [TopicPartition(name, p, OFFSET_BEGINNING) for p in metadata.partitions]
+            ends = {
+                p.partition: consumer.get_watermark_offsets(p, timeout=timeout_s)[1] for p in parts
+            }
+            consumer.assign(parts)
+            out: list[tuple[str | None, bytes]] = []
+            remaining = {p for p, end in ends.items() if end > 0}
+            deadline = time.monotonic() + timeout_s
+            while remaining and time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is None or message.error():
+                    continue
+                key = message.key().decode() if message.key() else None
+                out.append((key, message.value()))
+                if message.offset() + 1 >= ends[message.partition()]:
+                    remaining.discard(message.partition())
+            return out
+        finally:
+            consumer.close()
+
+    def records(self, topic: str) -> list[Any]:
+        return [decode(value) for _, value in self.raw(topic)]
+
+    async def direct(
+        self, case: DocumentCase, options: ConversionOptions | None = None
+    ) -> DocumentResult:
+        """The direct driver's result for the same input against the same double."""
+        async with VllmClient([self.server.url]) as client:
+            engine = VllmEngine(client, model=client.model, max_tokens=8192, model_max_len=16384)
+            return await convert_document(
+                case.data, engine=engine, options=options, source=case.name
+            )
+
+
+@pytest.fixture
+def pipeline(
+    kafka_bootstrap: str,
+    unique_name: str,
+    ocrflux_server: Any,
+    processes: ProcessGroup,
+    tmp_path: Path,
+) -> Iterator[Pipeline]:
+    kafka = KafkaSettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        ocrflux_topic_prefix=unique_name,
+        kafka_topic_partitions=PARTITIONS,
+    )
+    blob_dir = tmp_path / "blobs"
+    client = OcrfluxClient(kafka, blob_settings=BlobSettings(ocrflux_blob_dir=blob_dir))
+    with client:
+        yield Pipeline(
+            kafka=kafka,
+            server=ocrflux_server,
+            processes=processes,
+            blob_dir=blob_dir,
+            data_dir=tmp_path / "data",
+            client=client,
+        )
+
+
+def dump(result: Any) -> str:
+    return json.dumps(result.model_dump(mode="json"), sort_keys=True)

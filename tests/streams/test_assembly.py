@@ -1,0 +1,207 @@
+"""The assembler's state machine on a plain dict store: order, duplicates, replays."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+from schemas.options import ConversionOptions
+from schemas.records import DocumentInfo, PageDone, PairsDetected, TableMerged
+from schemas.results import PageResult
+from streams.assembly import Assembler, DetectJob, Step, TableJob
+from tests.scenarios import REPORT_PAGE_TEXTS, REPORT_TEXT, twelve_page_report
+
+CASE = twelve_page_report()
+INFO = DocumentInfo(
+    first_page=0,
+    stop_page=12,
+    num_pages=12,
+    options=ConversionOptions(),
+    source="report.pdf",
+    engine="vllm",
+    submitted_at=100.0,
+)
+
+
+def page_records(doc_id: str = "doc") -> list[PageDone]:
+    return [
+        PageDone(doc_id=doc_id, info=INFO, result=PageResult(index=p, elements=CASE.elements(p)))
+        for p in range(12)
+    ]
+
+
+def answer(job: DetectJob | TableJob) -> PairsDetected | TableMerged:
+    """What the model answers for the case (the test double's truth, in-process)."""
+    if isinstance(job, DetectJob):
+        return PairsDetected(
+            doc_id=job.doc_id, first=job.first, pairs=list(CASE.merges.get(job.first, []))
+        )
+    merged = {(t1, t2): m for t1, t2, m in CASE.table_merges}[(job.table1, job.table2)]
+    return TableMerged(doc_id=job.doc_id, page=job.page, i=job.i, j=job.j, html=merged)
+
+
+def run(assembler: Assembler, records: list, seed: int = 0) -> tuple[list[Step], list]:
+    """Apply records; answer jobs in a shuffled order, as concurrent workers would."""
+    rng = random.Random(seed)
+    queue = list(records)
+    steps, log, launched = [], [], set()
+    at = 1000.0
+    while queue:
+        record = queue.pop(0)
+        log.append(record)
+        at += 1
+        step = assembler.apply(record, partition=0, at=at)
+        if step.result is not None:
+            assembler.mark_emitted(step)  # as the agent does once the result is delivered
+        steps.append(step)
+        fresh = [job for job in step.jobs if job.key not in launched]  # the agent's in-flight set
+        launched.update(job.key for job in fresh)
+        answers = [answer(job) for job in fresh]
+        rng.shuffle(answers)
+        queue.extend(answers)
+    return steps, log
+
+
+def results(steps: list[Step]) -> list:
+    return [s.result for s in steps if s.result is not None]
+
+
+def test_pages_in_any_order_give_the_direct_drivers_text() -> None:
+    for seed in range(5):
+        records = page_records()
+        random.Random(seed).shuffle(records)
+        store: dict = {}
+        steps, _ = run(Assembler(store), records, seed)
+        (result,) = results(steps)
+        assert result.document_text == REPORT_TEXT
+        assert result.page_texts == REPORT_PAGE_TEXTS
+        assert result.status == "completed"
+        assert result.timings["total_s"] > 0
+        # Only the small emitted marker is left behind.
+        assert list(store) == ["doc"] and store["doc"].emitted
+
+
+def test_detection_starts_as_soon_as_both_pages_of_a_pair_are_in() -> None:
+    assembler = Assembler({})
+    records = page_records()
+    assert assembler.apply(records[0], partition=0, at=1).jobs == []
+    step = assembler.apply(records[1], partition=0, at=2)
+    assert [(j.first, type(j).__name__) for j in step.jobs] == [(0, "DetectJob")]
+    assert assembler.apply(records[5], partition=0, at=3).jobs == []
+    step = assembler.apply(records[4], partition=0, at=4)
+    assert sorted(j.first for j in step.jobs) == [4]
+
+
+def test_duplicates_and_outcomes_after_emission_change_nothing() -> None:
+    store: dict = {}
+    assembler = Assembler(store)
+    steps, log = run(assembler, page_records())
+    (first,) = results(steps)
+    again = [assembler.apply(record, partition=0, at=5000.0) for record in log]
+    assert results(again) == [] and all(s.jobs == [] for s in again)
+    assert first.document_text == REPORT_TEXT
+
+
+def test_first_page_result_wins_over_a_redelivered_one() -> None:
+    assembler = Assembler({})
+    records = page_records()
+    changed = PageDone(
+        doc_id="doc", info=INFO, result=PageResult(index=9, elements=["Something else entirely."])
+    )
+    steps, _ = run(assembler, [*records[:10], changed, *records[10:]])
+    (result,) = results(steps)
+    assert result.document_text == REPORT_TEXT
+
+
+def test_replay_after_a_crash_emits_a_byte_identical_result() -> None:
+    store: dict = {}
+    steps, log = run(Assembler(store), page_records(), seed=3)
+    (original,) = results(steps)
+    for cut in range(1, len(log)):
+        # State as of record `cut`, then the whole topic again from an earlier committed point.
+        recovered: dict = {}
+        run_prefix = Assembler(recovered)
+        for n, record in enumerate(log[:cut]):
+            run_prefix.apply(record, partition=0, at=1001.0 + n)
+        snapshot = copy.deepcopy(recovered)
+        replay = Assembler(snapshot)
+        replayed = []
+        for n, record in enumerate(log):
+            replayed.append(step := replay.apply(record, partition=0, at=1001.0 + n))
+            if step.result is not None:
+                replay.mark_emitted(step)
+        emitted = results(replayed)
+        assert len(emitted) <= 1
+        if emitted:
+            assert emitted[0].model_dump_json() == original.model_dump_json()
+        else:
+            assert snapshot["doc"].emitted  # it was emitted before the crash
+
+
+def test_pending_jobs_after_restart_relaunch_unfinished_work() -> None:
+    store: dict = {}
+    assembler = Assembler(store)
+    for record in page_records():
+        assembler.apply(record, partition=0, at=1.0)  # jobs "lost" in the crash
+    fresh = Assembler(copy.deepcopy(store))
+    pending = fresh.pending_jobs("doc")
+    assert sorted(j.first for j in pending if isinstance(j, DetectJob)) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+        9,
+        10,
+    ]
+    steps, _ = run(fresh, [answer(job) for job in pending])
+    (result,) = results(steps)
+    assert result.document_text == REPORT_TEXT
+
+
+def test_skip_cross_page_merge_emits_on_the_last_page_without_jobs() -> None:
+    info = INFO.model_copy(update={"options": ConversionOptions(skip_cross_page_merge=True)})
+    assembler = Assembler({})
+    steps = [
+        assembler.apply(
+            PageDone(doc_id="d", info=info, result=PageResult(index=p, elements=CASE.elements(p))),
+            partition=0,
+            at=float(p),
+        )
+        for p in range(12)
+    ]
+    assembler.mark_emitted(steps[-1])
+    assert all(s.jobs == [] for s in steps)
+    assert steps[-1].result is not None and all(s.result is None for s in steps[:-1])
+    assert steps[-1].progress is not None and steps[-1].progress.stage == "completed"
+
+
+def test_progress_counts_each_page_once() -> None:
+    assembler = Assembler({})
+    records = page_records()
+    first = assembler.apply(records[0], partition=0, at=1)
+    dup = assembler.apply(records[0], partition=0, at=2)
+    assert first.progress is not None and first.progress.pages_done == 1
+    assert first.progress.pages_total == 12
+    assert dup.progress is None
+
+
+def test_a_result_lost_before_delivery_is_emitted_again_identically() -> None:
+    store: dict = {}
+    assembler = Assembler(store)
+    records = page_records()
+    steps, log, launched = [], [], set()
+    queue = list(records)
+    while queue:
+        record = queue.pop(0)
+        log.append(record)
+        step = assembler.apply(record, partition=0, at=float(len(log)))
+        steps.append(step)
+        queue.extend(answer(job) for job in step.jobs if job.key not in launched)
+        launched.update(job.key for job in step.jobs)
+    (lost,) = results(steps)  # never marked emitted: the worker died before delivery
+    again = Assembler(store).apply(log[-1], partition=0, at=float(len(log)))
+    assert again.result is not None
+    assert again.result.model_dump_json() == lost.model_dump_json()
