@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 JARS_STAMP := .cache/kafka/.jars-ready
 
 .DEFAULT_GOAL := help
-.PHONY: help setup jars test lint broker broker-stop clean
+.PHONY: help setup jars run test lint broker broker-stop clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ $(JARS_STAMP): $(INSTALLED) deploy/kafka/pom.xml
 	@mkdir -p $(@D) && touch $@
 
 jars: $(JARS_STAMP) ## fetch the Kafka broker jars with Maven into .cache/ (not git)
+
+run: setup ## the pipeline end to end on examples/: broker, worker, submit, Markdown next to each file
+	$(PY) -m deploy.run_examples
 
 test: setup ## run the test suite (starts and stops its own Kafka broker unless KAFKA_BOOTSTRAP_SERVERS is set)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -126,6 +126,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _ports(work_dir: Path) -> tuple[int, int]:
+    """The ports this storage folder used before when they are still free (clients that kept
+    the old address keep working after a restart), else new free ones."""
+    saved = work_dir / "ports.json"
+    try:
+        port, controller_port = json.loads(saved.read_text())
+        if not (_accepts("127.0.0.1", port) or _accepts("127.0.0.1", controller_port)):
+            return int(port), int(controller_port)
+    except (OSError, ValueError, TypeError):
+        pass
+    ports = free_port(), free_port()
+    saved.write_text(json.dumps(ports))
+    return ports
+
+
+def _cluster_id(work_dir: Path) -> str:
+    """One cluster id per storage folder: formatted storage refuses any other on restart."""
+    saved = work_dir / "cluster.id"
+    if saved.exists():
+        return saved.read_text().strip()
+    cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    saved.write_text(cluster_id)
+    return cluster_id
+
+
 def _server_properties(work_dir: Path, port: int, controller_port: int, max_bytes: int) -> str:
     settings = {
         "process.roles": "broker,controller",
@@ -193,11 +218,11 @@ def start_broker(
     """Format storage in `work_dir`, start the broker and return once it accepts a topic."""
     jars = jars or ensure_jars()
     work_dir.mkdir(parents=True, exist_ok=True)
-    port, controller_port = free_port(), free_port()
+    port, controller_port = _ports(work_dir)
     config = work_dir / "server.properties"
     config.write_text(_server_properties(work_dir, port, controller_port, max_bytes))
     (work_dir / "log4j2.properties").write_text(_LOG4J2)
-    cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = _cluster_id(work_dir)
     fmt = subprocess.run(
         _java_command(
             jars,
