@@ -16,6 +16,7 @@ from functools import partial
 
 from ocrflux.document import build_result, detect, failed_result, merge_tables, pairs_to_detect
 from ocrflux.engines.base import Engine, Pair
+from ocrflux.engines.factory import text_layer_tables
 from ocrflux.errors import InputError, OcrfluxError
 from ocrflux.render import Document, RenderedPage, open_document
 from schemas.options import ConversionOptions
@@ -43,8 +44,11 @@ async def convert_document(
     started = time.monotonic()
     identity = {"doc_id": doc_id, "source": source, "engine": engine.name, "model": engine.model}
     limits = {k: v for k, v in (("max_bytes", max_bytes), ("max_pages", max_pages)) if v}
+    tables = text_layer_tables(engine.name, vllm_configured=engine.name == "vllm")
     try:
-        document = await loop.run_in_executor(executor, partial(open_document, data, **limits))
+        document = await loop.run_in_executor(
+            executor, partial(open_document, data, text_layer_tables=tables, **limits)
+        )
     except InputError as exc:
         return failed_result(exc, options=options, timings=_since(started), **identity)
     try:

@@ -195,13 +195,19 @@ def open_document(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pages: int = DEFAULT_MAX_PAGES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    text_layer_tables: TableMode = "ruled",
 ) -> Document:
-    """Validate `data` and open it for rendering; raises an `InputError` subclass if unusable."""
+    """Validate `data` and open it for rendering; raises an `InputError` subclass if unusable.
+
+    `text_layer_tables` is how hard each PDF page's text layer looks for tables (see
+    `ocrflux.textlayer`): the `local` engine reads pages from it, the `vllm` engine only uses
+    it for pages the model fails, so it can skip the costly table finder ("never").
+    """
     if len(data) > max_bytes:
         raise TooLarge(f"the document is {len(data)} bytes; the limit is {max_bytes}")
     kind = sniff(data)
     if kind is DocumentKind.PDF:
-        return _PdfDocument.open(data, max_pages=max_pages)
+        return _PdfDocument.open(data, max_pages=max_pages, tables=text_layer_tables)
     return _ImageDocument.open(data, kind, max_pages=max_pages, max_pixels=max_pixels)
 
 
@@ -219,17 +225,18 @@ def _drain_mupdf_warnings(context: str) -> None:
 
 
 class _PdfDocument(Document):
-    def __init__(self, doc: pymupdf.Document, page_count: int) -> None:
+    def __init__(self, doc: pymupdf.Document, page_count: int, tables: TableMode) -> None:
         super().__init__(DocumentKind.PDF, page_count, repaired=bool(doc.is_repaired))
         self._doc = doc
+        self._tables = tables
 
     @classmethod
-    def open(cls, data: bytes, *, max_pages: int) -> _PdfDocument:
+    def open(cls, data: bytes, *, max_pages: int, tables: TableMode) -> _PdfDocument:
         with _PYMUPDF_LOCK:
-            return cls._open(data, max_pages)
+            return cls._open(data, max_pages, tables)
 
     @classmethod
-    def _open(cls, data: bytes, max_pages: int) -> _PdfDocument:
+    def _open(cls, data: bytes, max_pages: int, tables: TableMode) -> _PdfDocument:
         try:
             doc = pymupdf.open(stream=data, filetype="pdf")
         except _PDF_ERRORS as exc:
@@ -253,7 +260,7 @@ class _PdfDocument(Document):
             _drain_mupdf_warnings("opening a PDF")
         if doc.is_repaired:
             logger.info("PDF was damaged and repaired on opening (%d pages)", count)
-        return cls(doc, count)
+        return cls(doc, count, tables)
 
     def _render_page(self, index: int) -> RenderedPage:
         with _PYMUPDF_LOCK:
@@ -272,7 +279,7 @@ class _PdfDocument(Document):
                 png = pixmap.tobytes("png")
             else:  # MuPDF rounds the pixmap outwards; never seen, but the size is our contract
                 png = _encode_png(pixmap.pil_image().resize((width, height), _LANCZOS))
-            text_layer = extract_text_layer(page)
+            text_layer = extract_text_layer(page, tables=self._tables)
         except _PDF_ERRORS as exc:
             raise CorruptInput(
                 f"page {index + 1} of {self.page_count} could not be rendered: {exc}"

@@ -24,6 +24,7 @@ from faust.types import TP
 from pydantic import BaseModel, ValidationError
 
 from ocrflux.engines.base import fallback_page
+from ocrflux.engines.factory import text_layer_tables
 from ocrflux.errors import InputError, OcrfluxError
 from ocrflux.render import RenderedPage
 from ocrflux.tasks import TaskOutcome
@@ -226,6 +227,10 @@ class _Splitter:
                 request,
                 doc_id,
                 fetch=self._fetch,
+                tables=text_layer_tables(
+                    request.options.engine or self.settings.ocrflux_engine,
+                    vllm_configured=bool(self.settings.vllm_url),
+                ),
                 max_bytes=self.settings.max_file_bytes,
                 max_pages=self.settings.max_pages,
             ):

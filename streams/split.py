@@ -16,6 +16,7 @@ from functools import partial
 from ocrflux.errors import InputError
 from ocrflux.identity import content_digest, doc_id_for
 from ocrflux.render import open_document
+from ocrflux.textlayer import TableMode
 from schemas.records import DocumentInfo, DocumentRequest, PageDone, PageTask, ProgressEvent
 from schemas.results import ErrorInfo, PageResult
 
@@ -50,13 +51,19 @@ async def split_document(
     fetch: Fetch,
     max_bytes: int,
     max_pages: int,
+    tables: TableMode = "ruled",
     executor: Executor | None = None,
 ) -> AsyncIterator[PageTask | PageDone | ProgressEvent]:
-    """Page tasks (and failed pages) of one document, in page order, after a progress event."""
+    """Page tasks (and failed pages) of one document, in page order, after a progress event.
+
+    `tables` is the text layers' table mode (`ocrflux.engines.factory.text_layer_tables`)."""
     loop = asyncio.get_running_loop()
     data = await document_bytes(request, fetch, max_bytes)
     document = await loop.run_in_executor(
-        executor, partial(open_document, data, max_bytes=max_bytes, max_pages=max_pages)
+        executor,
+        partial(
+            open_document, data, max_bytes=max_bytes, max_pages=max_pages, text_layer_tables=tables
+        ),
     )
     del data  # the parser holds what it needs
     try:

@@ -15,6 +15,7 @@ from ocrflux.engines.base import Engine
 from ocrflux.engines.vllm import VllmEngine
 from ocrflux.errors import ModelUnavailable
 from ocrflux.settings import CoreSettings
+from ocrflux.textlayer import TableMode
 from ocrflux.vllm_client import VllmClient, server_urls
 
 _log = logging.getLogger(__name__)
@@ -36,6 +37,15 @@ def vllm_client(settings: CoreSettings) -> VllmClient:
         health_interval_s=settings.vllm_health_interval_s,
         probe_timeout_s=AUTO_PROBE_TIMEOUT_S,
     )
+
+
+def text_layer_tables(engine: str | None, vllm_configured: bool) -> TableMode:
+    """How hard rendering should look for tables in text layers, for the engine that will read
+    the pages: the `local` engine reads tables from them; for `vllm` the text layer is only the
+    fallback of a failed page, not worth the table finder's cost on every page."""
+    if engine == "local" or (engine in (None, "auto") and not vllm_configured):
+        return "ruled"
+    return "never"
 
 
 async def resolve_engine_name(

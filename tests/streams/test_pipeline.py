@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import urllib.request
 
 import pytest
 
+from deploy.kafka_broker import free_port
 from schemas.records import DlqRecord, PageDone, ResultRecord
 from tests.scenarios import generated_cases, register
 from tests.streams.fixtures import Pipeline
@@ -25,7 +27,8 @@ def _register_all(pipeline: Pipeline) -> None:
 def test_twenty_documents_match_the_direct_driver_byte_for_byte(pipeline: Pipeline) -> None:
     _register_all(pipeline)
     expected = {case.name: asyncio.run(pipeline.direct(case)) for case in CASES}
-    pipeline.start_worker("worker")
+    metrics_port = free_port()
+    pipeline.start_worker("worker", OCRFLUX_METRICS_PORT=str(metrics_port))
     ids = {case.name: pipeline.client.submit(case.data, filename=case.name) for case in CASES}
     results = pipeline.results(list(ids.values()))
     assert len(results) == 20
@@ -36,7 +39,14 @@ def test_twenty_documents_match_the_direct_driver_byte_for_byte(pipeline: Pipeli
         assert result.page_texts == direct.page_texts
         assert result.num_pages == direct.num_pages
         assert result.source == name
-    assert sum(r.num_pages for r in results.values()) == sum(len(c.model_pages) for c in CASES)
+    pages = sum(len(c.model_pages) for c in CASES)
+    assert sum(r.num_pages for r in results.values()) == pages
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
+        metrics = reply.read().decode()
+    assert f'ocrflux_pages_recognized_total{{source="model"}} {pages}.0' in metrics
+    assert 'ocrflux_documents_total{status="completed"} 20.0' in metrics
+    assert "ocrflux_vllm_page_latency_seconds_count" in metrics
 
 
 def test_worker_killed_midway_loses_nothing_and_repeats_identically(pipeline: Pipeline) -> None:
