@@ -1,12 +1,21 @@
-"""The recognize stage ("GPU consumer"): one page task in, one page result out."""
+"""The recognize stage ("GPU consumer"): one page task in, one page result out, never lost."""
 
 from __future__ import annotations
 
 import logging
 
-from ocrflux.engines.base import Engine
+from pydantic import ValidationError
+
+from ocrflux.engines.base import Engine, fallback_page
+from ocrflux.errors import OcrfluxError
 from ocrflux.render import RenderedPage
-from schemas.records import PageDone, PageTask
+from ocrflux.tasks import TaskOutcome
+from schemas.records import PageDone, PageTask, decode
+from schemas.results import ErrorInfo
+from streams.engine_pool import EnginePool
+from streams.metrics import WorkerMetrics
+from streams.outbox import Outbox
+from streams.settings import WorkerSettings
 
 _log = logging.getLogger(__name__)
 
@@ -23,3 +32,55 @@ async def recognize(task: PageTask, engine: Engine, worker: str) -> PageDone:
     result = await engine.recognize_page(page, max_attempts=task.info.options.max_page_retries)
     info = task.info.model_copy(update={"engine": engine.name, "model": engine.model})
     return PageDone(doc_id=task.doc_id, info=info, result=result, worker=worker)
+
+
+async def recognize_record(
+    key: bytes | None,
+    value: bytes,
+    settings: WorkerSettings,
+    engines: EnginePool,
+    outbox: Outbox,
+    metrics: WorkerMetrics,
+) -> None:
+    names = outbox.names
+    try:
+        task = decode(value)
+        if not isinstance(task, PageTask):
+            raise ValueError(f"expected a page_task, got {type(task).__name__}")
+    except (ValidationError, ValueError) as exc:
+        await outbox.dlq(
+            topic=names.pages,
+            key=key,
+            value=value,
+            stage="recognize",
+            code="invalid_record",
+            message=str(exc)[:500],
+            exc=exc,
+        )
+        metrics.errors.labels("recognize", "invalid_record").inc()
+        return
+    try:
+        engine = await engines.get(task.info.options.engine)
+        done = await recognize(task, engine, settings.ocrflux_worker_id)
+    except Exception as exc:  # a page must never be lost: answer with a failed page
+        _log.exception("page %s/%s failed unexpectedly", task.doc_id, task.page)
+        code = exc.code if isinstance(exc, OcrfluxError) else "internal"
+        await outbox.dlq(
+            topic=names.pages,
+            key=key,
+            value=value,
+            stage="recognize",
+            code=code,
+            message=str(exc)[:500],
+            exc=exc,
+            doc_id=task.doc_id,
+        )
+        done = _failed_page(task, code, str(exc), settings.ocrflux_worker_id)
+    metrics.page_done(done)
+    await outbox.send(names.page_results, task.doc_id, done)
+
+
+def _failed_page(task: PageTask, code: str, message: str, worker: str) -> PageDone:
+    page = RenderedPage(task.page, task.png, task.width, task.height, task.text_layer)
+    result = fallback_page(page, TaskOutcome(error=ErrorInfo(code=code, message=message[:500])))
+    return PageDone(doc_id=task.doc_id, info=task.info, result=result, worker=worker)

@@ -1,0 +1,146 @@
+"""The assemble agent's handler: applies page-results records to the assembler's state, runs
+merge jobs outside the agent loop, emits each result once it is complete."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+import faust
+from faust.types import TP
+from pydantic import ValidationError
+
+from schemas.records import (
+    PageDone,
+    PairsDetected,
+    ResultRecord,
+    TableMerged,
+    decode,
+    encode,
+)
+from streams.assembly import Assembler, DetectJob, Job
+from streams.engine_pool import EnginePool
+from streams.metrics import WorkerMetrics
+from streams.outbox import Blobs, Outbox
+from streams.settings import WorkerSettings
+
+_log = logging.getLogger(__name__)
+
+
+class AssembleHandler:
+    """Runs the assembler's jobs outside the agent loop; their outcomes come back as records."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: WorkerSettings,
+        assembler: Assembler,
+        outbox: Outbox,
+        engines: EnginePool,
+        blobs: Blobs,
+        metrics: WorkerMetrics,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.assembler = assembler
+        self.outbox = outbox
+        self.engines = engines
+        self.blobs = blobs
+        self.metrics = metrics
+        self.inflight: dict[tuple[str, ...], asyncio.Task[None]] = {}
+        self.slots = asyncio.Semaphore(settings.ocrflux_merge_concurrency)
+
+    async def handle(self, event: faust.EventT) -> None:
+        names = self.outbox.names
+        key, value = event.key, event.value
+        try:
+            record = decode(value)
+            if not isinstance(record, PageDone | PairsDetected | TableMerged):
+                raise ValueError(f"unexpected {type(record).__name__} on page-results")
+        except (ValidationError, ValueError) as exc:
+            await self.outbox.dlq(
+                topic=names.page_results,
+                key=key,
+                value=value,
+                stage="assemble",
+                code="invalid_record",
+                message=str(exc)[:500],
+                exc=exc,
+            )
+            return
+        step = self.assembler.apply(
+            record, partition=event.message.partition, at=event.message.timestamp
+        )
+        self.launch(step.jobs)
+        if step.result is not None:
+            delivery = await self._emit(step.result)
+            await delivery  # the result is durable before the document is marked done
+            self.assembler.mark_emitted(step)
+        await self.outbox.progress(step.progress)
+
+    async def _emit(self, result: ResultRecord) -> Awaitable[Any]:
+        names = self.outbox.names
+        encoded = encode(result)
+        if len(encoded) > self.settings.result_max_bytes:
+            # Claim check for results too: the full JSON goes to the blob store.
+            url = await self.blobs.put(encoded, f"results/{result.doc_id}.json")
+            result = result.model_copy(
+                update={"document_text": "", "content": "", "page_texts": {}, "result_ref": url}
+            )
+        delivery = await self.outbox.send(names.results, result.doc_id, result)
+        self.metrics.document_done(result)
+        return delivery
+
+    def launch(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            if job.key not in self.inflight:
+                task = asyncio.create_task(self._run(job))
+                self.inflight[job.key] = task
+                task.add_done_callback(lambda _t, k=job.key: self.inflight.pop(k, None))
+
+    def sweep(self) -> None:
+        """Relaunch jobs of owned, unfinished documents that nothing here is working on."""
+        assigned = self.app.assignor.assigned_actives()
+        topic = self.outbox.names.page_results
+        for state in self.assembler.documents():
+            if TP(topic, state.partition) in assigned:
+                self.launch(self.assembler.pending_jobs(state.doc_id))
+
+    async def _run(self, job: Job) -> None:
+        names = self.outbox.names
+        try:
+            async with self.slots:
+                engine = await self.engines.get(job.engine or None)
+                record: PairsDetected | TableMerged
+                if isinstance(job, DetectJob):
+                    self.metrics.merge_jobs.labels("detect").inc()
+                    found = await engine.detect_merges(
+                        job.previous, job.following, max_attempts=job.max_attempts
+                    )
+                    record = PairsDetected(
+                        doc_id=job.doc_id,
+                        first=job.first,
+                        pairs=found.value or [],
+                        usage=found.usage,
+                    )
+                else:
+                    self.metrics.merge_jobs.labels("table").inc()
+                    merged = await engine.merge_tables(
+                        job.table1, job.table2, max_attempts=job.max_attempts
+                    )
+                    record = TableMerged(
+                        doc_id=job.doc_id,
+                        page=job.page,
+                        i=job.i,
+                        j=job.j,
+                        html=merged.value,
+                        usage=merged.usage,
+                    )
+            await self.outbox.send(names.page_results, job.doc_id, record)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the sweeper retries; a job must not take the worker down
+            _log.exception("merge job %s failed; it will be relaunched", job.key)
+            self.metrics.errors.labels("assemble", "merge_job").inc()

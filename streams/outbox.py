@@ -1,0 +1,81 @@
+"""How agents write: our records as JSON bytes on the topics, keyed as schemas/records.py says,
+plus dlq records for what could not be processed."""
+
+from __future__ import annotations
+
+import base64
+import traceback
+from collections.abc import Awaitable
+from typing import Any, Protocol
+
+import faust
+from pydantic import BaseModel
+
+from connectors.kafka_config import KafkaSettings
+from schemas.records import (
+    DlqRecord,
+    ProgressEvent,
+    encode,
+)
+
+
+class Blobs(Protocol):
+    async def fetch(
+        self, url: str, *, max_bytes: int, expected_sha256: str | None = None
+    ) -> bytes: ...
+
+    async def put(self, data: bytes, name: str) -> str: ...
+
+
+class Outbox:
+    """Sends our records as JSON bytes, keyed as schemas/records.py says."""
+
+    def __init__(self, app: faust.App, settings: KafkaSettings) -> None:
+        names = settings.topics
+        self._topics = {
+            name: app.topic(
+                name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+            )
+            for name in names.all()
+        }
+        self.names = names
+
+    def topic(self, name: str) -> faust.TopicT:
+        return self._topics[name]
+
+    async def send(self, name: str, key: str, record: BaseModel) -> Awaitable[Any]:
+        """Hand a record to the producer; the returned future completes on delivery."""
+        return await self._topics[name].send(key=key.encode(), value=encode(record))
+
+    async def progress(self, event: ProgressEvent | None) -> None:
+        if event is not None:
+            await self.send(self.names.progress, event.doc_id, event)
+
+    async def dlq(
+        self,
+        *,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        stage: str,
+        code: str,
+        message: str,
+        exc: BaseException | None = None,
+        doc_id: str | None = None,
+    ) -> None:
+        try:
+            text, encoding = value.decode(), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(value).decode(), "base64"
+        record = DlqRecord(
+            topic=topic,
+            key=key.decode(errors="replace") if key else None,
+            value=text,
+            value_encoding=encoding,
+            stage=stage,
+            error_code=code,
+            message=message,  # type: ignore[arg-type]
+            exception="".join(traceback.format_exception(exc)) if exc else None,
+            doc_id=doc_id,
+        )
+        await self.send(self.names.dlq, record.key or "", record)

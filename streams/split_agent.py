@@ -1,0 +1,130 @@
+"""The split agent's handler: a document request in, page tasks out; bad input answered with a
+failed result and a dlq record."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+from pydantic import ValidationError
+
+from ocrflux.engines.factory import text_layer_tables
+from ocrflux.errors import InputError, OcrfluxError
+from schemas.options import ConversionOptions
+from schemas.records import (
+    DocumentRequest,
+    PageTask,
+    ProgressEvent,
+    ResultRecord,
+    decode,
+)
+from schemas.results import ErrorInfo
+from streams.metrics import WorkerMetrics
+from streams.outbox import Blobs, Outbox
+from streams.settings import WorkerSettings
+from streams.split import request_doc_id, split_document
+
+_log = logging.getLogger(__name__)
+
+
+def _key_text(key: bytes | None) -> str | None:
+    return key.decode(errors="replace") if key else None
+
+
+class SplitHandler:
+    def __init__(
+        self, settings: WorkerSettings, outbox: Outbox, blobs: Blobs, metrics: WorkerMetrics
+    ) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self.blobs = blobs
+        self.metrics = metrics
+
+    async def handle(self, key: bytes | None, value: bytes) -> None:
+        names = self.outbox.names
+        try:
+            request = decode(value)
+            if not isinstance(request, DocumentRequest):
+                raise ValueError(f"expected a document_request, got {type(request).__name__}")
+        except (ValidationError, ValueError) as exc:
+            doc_id = _key_text(key)
+            await self._fail(
+                doc_id,
+                key,
+                value,
+                InputError(f"not a document request: {exc}"),
+                ConversionOptions(),
+                exc,
+            )
+            return
+        doc_id = request_doc_id(request)
+        pending: list[Awaitable[Any]] = []
+        try:
+            async for item in split_document(
+                request,
+                doc_id,
+                fetch=self._fetch,
+                tables=text_layer_tables(
+                    request.options.engine or self.settings.ocrflux_engine,
+                    vllm_configured=bool(self.settings.vllm_url),
+                ),
+                max_bytes=self.settings.max_file_bytes,
+                max_pages=self.settings.max_pages,
+            ):
+                if isinstance(item, ProgressEvent):
+                    await self.outbox.progress(item)
+                    continue
+                topic = names.pages if isinstance(item, PageTask) else names.page_results
+                routing = f"{doc_id}/{item.page}" if isinstance(item, PageTask) else doc_id
+                pending.append(await self.outbox.send(topic, routing, item))
+                self.metrics.pages_split.inc()
+                if len(pending) >= self.settings.ocrflux_split_outstanding:
+                    await pending.pop(0)  # bound the rendered pages waiting for delivery
+        except OcrfluxError as exc:
+            await self._fail(doc_id, key, value, exc, request.options, exc, request)
+            return
+        await asyncio.gather(*pending)
+        self.metrics.documents_split.inc()
+
+    async def _fetch(self, url: str, max_bytes: int, sha256: str | None) -> bytes:
+        return await self.blobs.fetch(url, max_bytes=max_bytes, expected_sha256=sha256)
+
+    async def _fail(
+        self,
+        doc_id: str | None,
+        key: bytes | None,
+        value: bytes,
+        error: OcrfluxError,
+        options: ConversionOptions,
+        exc: BaseException,
+        request: DocumentRequest | None = None,
+    ) -> None:
+        names = self.outbox.names
+        _log.warning("document %s rejected: %s: %s", doc_id, error.code, error.message)
+        self.metrics.errors.labels("split", error.code).inc()
+        await self.outbox.dlq(
+            topic=names.documents,
+            key=key,
+            value=value,
+            stage="split",
+            code=error.code,
+            message=error.message,
+            exc=exc,
+            doc_id=doc_id,
+        )
+        if doc_id is None:
+            return  # nobody can be told: no key and no parseable request
+        result = ResultRecord(
+            doc_id=doc_id,
+            status="failed",
+            error=ErrorInfo(code=error.code, message=error.message),
+            output_format=options.output_format,
+            source=(request.filename or request.content_ref) if request else None,
+            metadata=request.metadata if request else {},
+            reply_to=request.reply_to if request else None,
+        )
+        await self.outbox.send(names.results, doc_id, result)
+        await self.outbox.progress(ProgressEvent(doc_id=doc_id, stage="failed"))
+        self.metrics.document_done(result)
