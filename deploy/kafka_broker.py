@@ -7,14 +7,10 @@ from `deploy/kafka/pom.xml` into an ignored cache folder; nothing downloaded ent
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import signal
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from base64 import urlsafe_b64encode
@@ -22,25 +18,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-POM_PATH = Path(__file__).resolve().parent / "kafka" / "pom.xml"
+from deploy.common import BrokerError, cache_home
+from deploy.kafka_jars import ensure_jars, kafka_version
+from deploy.processes import pid_alive, stop_pid
 
 #: The largest record any of our producers sends (page PNGs, inline documents, results) stays
 #: below this; producers, consumers and the broker are configured together around it.
 DEFAULT_MESSAGE_MAX_BYTES = 16 * 1024 * 1024
 
 READINESS_TOPIC = "__ocrflux_readiness"
-
-
-class BrokerError(RuntimeError):
-    """The local broker could not be fetched, started, found or stopped."""
-
-
-def cache_home() -> Path:
-    """Where jars and broker state live: `OCRFLUX_HOME`, else `.cache/` of the source checkout."""
-    configured = os.environ.get("OCRFLUX_HOME")
-    if configured:
-        return Path(configured).expanduser().resolve()
-    return Path(__file__).resolve().parent.parent / ".cache"
 
 
 def default_state_file() -> Path:
@@ -72,52 +58,6 @@ class BrokerState:
             return None
         except (ValueError, TypeError) as exc:
             raise BrokerError(f"unreadable broker state file {path}: {exc}") from exc
-
-
-def kafka_version(pom: Path = POM_PATH) -> str:
-    text = pom.read_text()
-    start = text.index("<kafka.version>") + len("<kafka.version>")
-    return text[start : text.index("</kafka.version>", start)]
-
-
-def ensure_jars(pom: Path = POM_PATH, cache: Path | None = None) -> Path:
-    """Resolve the broker's runtime jars with Maven once; later calls return the cached folder."""
-    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:12]
-    jars = (cache or cache_home()) / "kafka" / f"jars-{kafka_version(pom)}-{digest}"
-    if (jars / ".complete").exists():
-        return jars
-    if shutil.which("mvn") is None:
-        raise BrokerError("Maven (mvn) is needed to fetch the Kafka jars; install maven")
-    staging = Path(
-        tempfile.mkdtemp(
-            prefix="jars-", dir=jars.parent if jars.parent.exists() else _mkdir(jars.parent)
-        )
-    )
-    cmd = [
-        "mvn",
-        "-B",
-        "-q",
-        "-f",
-        str(pom),
-        "dependency:copy-dependencies",
-        "-DincludeScope=runtime",
-        f"-DoutputDirectory={staging}",
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise BrokerError(
-            f"mvn failed to fetch Kafka jars:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
-        )
-    (staging / ".complete").write_text(digest)
-    shutil.rmtree(jars, ignore_errors=True)
-    staging.rename(jars)
-    return jars
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def free_port() -> int:
@@ -342,24 +282,6 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
-
-
 def is_our_broker(state: BrokerState) -> bool:
     """The PID still runs the broker we started (PIDs get reused after a reboot)."""
     if not pid_alive(state.pid):
@@ -369,35 +291,6 @@ def is_our_broker(state: BrokerState) -> bool:
     except OSError:
         return True
     return "kafka.Kafka" in cmdline and state.work_dir in cmdline
-
-
-def stop_pid(pid: int, timeout_s: float = 30.0) -> None:
-    """SIGTERM (controlled shutdown), then SIGKILL after `timeout_s`; reap if it is our child."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if _reap(pid) or not pid_alive(pid):
-            return
-        time.sleep(0.2)  # poll interval while the broker shuts down
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    for _ in range(50):
-        if _reap(pid) or not pid_alive(pid):
-            return
-        time.sleep(0.1)  # poll interval after SIGKILL
-
-
-def _reap(pid: int) -> bool:
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return False
-    return done == pid
 
 
 def running_state(state_file: Path | None = None) -> BrokerState | None:
