@@ -25,13 +25,13 @@ def _broker(args: argparse.Namespace) -> int:
         stopped = kb.stop_default()
         print(f"stopped Kafka pid {stopped.pid}" if stopped else "no local broker recorded")
         return 0
-    state = kb.running_state()
-    if state is None:
+    running = kb.running_state()
+    if running is None:
         print("no local broker running (start one with `ocrflux broker start`)")
         return 1
     print(
-        f"bootstrap: {state.bootstrap}\nkafka version: {state.version}\npid: {state.pid}\n"
-        f"log: {state.log_file}"
+        f"bootstrap: {running.bootstrap}\nkafka version: {running.version}\npid: {running.pid}\n"
+        f"log: {running.log_file}"
     )
     return 0
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from functools import partial
+from typing import TypedDict
 
 from ocrflux.document import build_result, detect, failed_result, merge_tables, pairs_to_detect
 from ocrflux.engines.base import Engine, Pair
@@ -42,7 +43,7 @@ async def convert_document(
     options = options or ConversionOptions()
     loop = asyncio.get_running_loop()
     started = time.monotonic()
-    identity = {"doc_id": doc_id, "source": source, "engine": engine.name, "model": engine.model}
+    identity = _Identity(doc_id=doc_id, source=source, engine=engine.name, model=engine.model)
     limits = {k: v for k, v in (("max_bytes", max_bytes), ("max_pages", max_pages)) if v}
     tables = text_layer_tables(engine.name, vllm_configured=engine.name == "vllm")
     try:
@@ -84,6 +85,13 @@ async def convert_document(
         timings=timings,
         **identity,
     )
+
+
+class _Identity(TypedDict):
+    doc_id: str
+    source: str | None
+    engine: str
+    model: str | None
 
 
 def _since(started: float) -> dict[str, float]:

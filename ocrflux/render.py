@@ -312,7 +312,7 @@ class _ImageDocument(Document):
         except _IMAGE_ERRORS as exc:
             raise CorruptInput(f"the {kind.name} image cannot be read: {exc}") from exc
         try:
-            count = image.n_frames if kind is DocumentKind.TIFF else 1
+            count = getattr(image, "n_frames", 1) if kind is DocumentKind.TIFF else 1
             _check_page_count(count, max_pages)
             for index in range(count):  # TIFF frames: reads each header, decodes nothing
                 image.seek(index)

@@ -35,7 +35,7 @@ from pydantic import (
 from schemas.options import ConversionOptions
 from schemas.results import DocumentResult, PageResult, TokenUsage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 
 def _now() -> float:

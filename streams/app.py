@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import cast
 
 import faust
+from faust.tables.table import Table
 
 from streams import codec
 from streams.assemble_agent import AssembleHandler
@@ -81,8 +83,11 @@ def create_app(
                 await recognize_record(event.key, event.value, settings, engines, outbox, metrics)
 
     if "assemble" in roles:
-        table = app.Table(
-            "assembly", default=None, partitions=settings.kafka_topic_partitions, key_type=str
+        table = cast(
+            Table,
+            app.Table(
+                "assembly", default=None, partitions=settings.kafka_topic_partitions, key_type=str
+            ),
         )
         # faust takes a table's serializers from faust Records only; ours are pydantic models.
         # The changelog topic, already made with the defaults, is remade so that recovery

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from functools import partial
 from typing import Any
 
 import faust
@@ -98,7 +99,10 @@ class AssembleHandler:
             if job.key not in self.inflight:
                 task = asyncio.create_task(self._run(job))
                 self.inflight[job.key] = task
-                task.add_done_callback(lambda _t, k=job.key: self.inflight.pop(k, None))
+                task.add_done_callback(partial(self._forget, job.key))
+
+    def _forget(self, key: tuple[str, ...], _task: asyncio.Task[None]) -> None:
+        self.inflight.pop(key, None)
 
     def sweep(self) -> None:
         """Relaunch jobs of owned, unfinished documents that nothing here is working on."""

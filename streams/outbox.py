@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import traceback
 from collections.abc import Awaitable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import faust
 from pydantic import BaseModel
@@ -17,6 +17,8 @@ from schemas.records import (
     ProgressEvent,
     encode,
 )
+
+Stage = Literal["split", "recognize", "assemble"]
 
 
 class Blobs(Protocol):
@@ -57,14 +59,15 @@ class Outbox:
         topic: str,
         key: bytes | None,
         value: bytes,
-        stage: str,
+        stage: Stage,
         code: str,
         message: str,
         exc: BaseException | None = None,
         doc_id: str | None = None,
     ) -> None:
+        encoding: Literal["utf-8", "base64"] = "utf-8"
         try:
-            text, encoding = value.decode(), "utf-8"
+            text = value.decode()
         except UnicodeDecodeError:
             text, encoding = base64.b64encode(value).decode(), "base64"
         record = DlqRecord(
@@ -74,7 +77,7 @@ class Outbox:
             value_encoding=encoding,
             stage=stage,
             error_code=code,
-            message=message,  # type: ignore[arg-type]
+            message=message,
             exception="".join(traceback.format_exception(exc)) if exc else None,
             doc_id=doc_id,
         )

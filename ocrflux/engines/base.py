@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from ocrflux.page_parse import page_elements
 from ocrflux.render import RenderedPage
@@ -30,7 +30,7 @@ class Engine(Protocol):
     ) -> TaskOutcome[str]: ...
 
 
-def fallback_page(page: RenderedPage, outcome: TaskOutcome[object]) -> PageResult:
+def fallback_page(page: RenderedPage, outcome: TaskOutcome[Any]) -> PageResult:
     """A page the model failed: its text layer when it has one (**Ours**), else no text."""
     elements = page_elements(page.text_layer) if page.text_layer else []
     return PageResult(

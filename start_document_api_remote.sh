@@ -1,0 +1,1 @@
+deploy/start_document_api_remote.sh

@@ -1,0 +1,1 @@
+deploy/start_vllm_a100.sh
