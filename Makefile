@@ -52,3 +52,18 @@ clean: broker-stop ## stop the local broker and remove caches, build output and 
 .PHONY: bench-local
 bench-local: setup ## local engine quality: CER and s/page on generated and Debian PDF pages -> BENCHMARKS.md
 	$(VENV)/bin/python -m bench.bench_local
+
+.PHONY: bench-api
+bench-api: setup ## HTTP API: 50 concurrent uploads, server peak memory -> BENCHMARKS.md
+	$(VENV)/bin/python -m bench.bench_api
+
+.PHONY: bench-stream
+bench-stream: setup ## stream pipeline: saturation, overhead, latency, memory, side by side -> BENCHMARKS.md
+	@$(PY) -m pip install --quiet py-spy || echo "no py-spy: the overhead benchmark will not split the CPU outside our code"
+	$(PY) -m bench.suite
+
+.PHONY: bench
+bench: setup ## every benchmark, one after the other (about 20 min; not part of `make test`) -> BENCHMARKS.md
+	@$(MAKE) --no-print-directory bench-stream
+	@$(MAKE) --no-print-directory bench-local
+	@$(MAKE) --no-print-directory bench-api

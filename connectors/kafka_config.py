@@ -32,6 +32,7 @@ __all__ = [
     "LibrdkafkaConfig",
     "TopicNames",
     "ensure_topics",
+    "partition_counts",
 ]
 
 #: Where librdkafka's own log lines go (instead of raw lines on stderr) for our clients.
@@ -129,6 +130,7 @@ class TopicNames:
     results: str
     progress: str
     dlq: str
+    assembly_state: str  # the assembler's changelog: co-partitioned with page_results
 
     @classmethod
     def from_prefix(cls, prefix: str = "ocrflux") -> TopicNames:
@@ -139,6 +141,7 @@ class TopicNames:
             results=f"{prefix}.results",
             progress=f"{prefix}.progress",
             dlq=f"{prefix}.dlq",
+            assembly_state=f"{prefix}.assembly-state",
         )
 
     def all(self) -> tuple[str, ...]:
@@ -147,11 +150,12 @@ class TopicNames:
 
 def topic_configs(settings: KafkaSettings) -> dict[str, dict[str, str]]:
     """Per-topic configuration: every topic takes the largest record; results are compacted
-    (the latest result per doc_id is the answer)."""
+    (the latest result per doc_id is the answer), and so is the assembler's changelog."""
     topics = settings.topics
     base = {"max.message.bytes": str(settings.kafka_message_max_bytes)}
     configs = {name: dict(base) for name in topics.all()}
     configs[topics.results]["cleanup.policy"] = "compact"
+    configs[topics.assembly_state]["cleanup.policy"] = "compact"
     return configs
 
 
@@ -202,3 +206,20 @@ def ensure_topics(
             raise KafkaClientError(f"creating topic {name} timed out after {timeout_s}s") from exc
         created.append(name)
     return sorted(created)
+
+
+def partition_counts(
+    settings: KafkaSettings, topics: list[str], timeout_s: float = 30.0
+) -> dict[str, int]:
+    """How many partitions each of `topics` has (0 for a topic that does not exist)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.as_librdkafka_dict())
+    try:
+        metadata = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise KafkaClientError(
+            f"cannot list topics at {settings.kafka_bootstrap_servers}: {exc}"
+        ) from exc
+    return {t: len(metadata[t].partitions) if t in metadata else 0 for t in topics}

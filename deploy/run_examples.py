@@ -20,7 +20,7 @@ from examples.make_examples import write_samples
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
-WORKER_READY_TEXT = "[^Worker]: Ready"
+WORKER_READY_TEXT = " ready: roles "
 WORKER_READY_TIMEOUT_S = 180.0
 
 

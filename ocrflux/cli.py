@@ -22,7 +22,7 @@ def _broker(args: argparse.Namespace) -> int:
         print(f"export KAFKA_BOOTSTRAP_SERVERS={state.bootstrap}")
         return 0
     if args.action == "stop":
-        stopped = kb.stop_default()
+        stopped = kb.stop_default()  # the recorded PID only
         print(f"stopped Kafka pid {stopped.pid}" if stopped else "no local broker recorded")
         return 0
     running = kb.running_state()
@@ -50,8 +50,15 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.settings import WorkerSettings
     from streams.worker import parse_roles, run_worker
 
+    levels = {
+        "crit": logging.CRITICAL,
+        "error": logging.ERROR,
+        "warn": logging.WARNING,
+        "info": logging.INFO,
+        "debug": logging.DEBUG,
+    }
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=levels[args.loglevel], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         roles = parse_roles(args.roles)
@@ -60,7 +67,7 @@ def _worker(args: argparse.Namespace) -> int:
         return 2
     overrides = {"vllm_url": args.vllm_url, "ocrflux_engine": args.engine}
     settings = WorkerSettings(**{k: v for k, v in overrides.items() if v is not None})
-    return run_worker(settings, roles, loglevel=args.loglevel)
+    return run_worker(settings, roles)
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -174,6 +181,46 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     results.add_argument("--json", action="store_true", help="one full result (JSON) per line")
     results.add_argument("--timeout", type=float, metavar="SECONDS", help="stop reading after this")
     handlers["results"] = _results
+
+    api = commands.add_parser(
+        "api", help="run the HTTP API (the deployment guide's server; direct or kafka mode)"
+    )
+    api.add_argument("--host", help="listen address (else API_HOST, default 0.0.0.0)")
+    api.add_argument("--port", type=int, help="listen port (else API_PORT, default 8001)")
+    api.add_argument("--mode", choices=["direct", "kafka"], help="else OCRFLUX_MODE (direct)")
+    api.add_argument("--vllm-url", help="vLLM base URL(s) (else VLLM_URL, http://localhost)")
+    api.add_argument("--engine", choices=["vllm", "local", "auto"], help="else OCRFLUX_ENGINE")
+
+    def _api(args: argparse.Namespace) -> int:
+        from ocrflux.document_api_server_remote import run
+
+        return run(
+            {
+                "api_host": args.host,
+                "api_port": args.port,
+                "ocrflux_mode": args.mode,
+                "vllm_url": args.vllm_url,
+                "ocrflux_engine": args.engine,
+            }
+        )
+
+    handlers["api"] = _api
+
+    connector = commands.add_parser(
+        "connector",
+        help="object-storage connectors: s3-source, s3-sink (long-running)",
+        description="Run `ocrflux connector s3-source --help` or `... s3-sink --help`.",
+    )
+    connector.add_argument(
+        "args", nargs=argparse.REMAINDER, metavar="{s3-source,s3-sink} ...", help="and its flags"
+    )
+
+    def _connector(args: argparse.Namespace) -> int:
+        from connectors.s3.cli import main as connector_main
+
+        return connector_main(args.args)
+
+    handlers["connector"] = _connector
 
     return parser, handlers
 

@@ -17,16 +17,20 @@ What PyMuPDF 2.0 (MuPDF 1.28) does with damaged PDFs, and how we classify it:
 
 Rendering is synchronous CPU work; callers run it in an executor. PyMuPDF does not support
 being called from several threads at once, not even for different documents, so every PyMuPDF
-call here holds one process-wide lock: PDF pages render one at a time per process whatever the
-executor (images, decoded by Pillow, do run in parallel). For parallel PDF rendering use a
-process pool. One `Document` must not be iterated from two threads at once.
+call here holds one process-wide lock: PDF pages rasterise one at a time per process whatever
+the executor, while their PNG encoding (zlib, outside the lock) overlaps the next page's
+(images, decoded by Pillow, run in parallel across documents; one image's frames decode one at
+a time). For parallel PDF rendering use a process pool. `render_page` may be called from
+several threads; one `pages()` iterator must not be shared between threads.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import struct
 import threading
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -264,9 +268,14 @@ class _PdfDocument(Document):
 
     def _render_page(self, index: int) -> RenderedPage:
         with _PYMUPDF_LOCK:
-            return self._render(index)
+            width, height, pixels, text_layer = self._render(index)
+        # zlib needs no MuPDF and releases the GIL: compressing outside the lock lets another
+        # thread rasterise the next page meanwhile.
+        png = pixels if isinstance(pixels, bytes) else _png_from_rows(pixels, width, height)
+        return RenderedPage(index, png, width, height, text_layer)
 
-    def _render(self, index: int) -> RenderedPage:
+    def _render(self, index: int) -> tuple[int, int, bytes | bytearray, TextLayer | None]:
+        """(width, height, PNG or its unfiltered rows, text layer); call under the lock."""
         try:
             page = self._doc.load_page(index)
             rect = page.rect
@@ -275,10 +284,12 @@ class _PdfDocument(Document):
             # is the visible (crop) box with /Rotate already applied.
             matrix = pymupdf.Matrix(width / rect.width, height / rect.height)
             pixmap = page.get_pixmap(matrix=matrix, colorspace=pymupdf.csRGB, alpha=False)
+            pixels: bytes | bytearray | None = None
             if (pixmap.width, pixmap.height) == (width, height):
-                png = pixmap.tobytes("png")
-            else:  # MuPDF rounds the pixmap outwards; never seen, but the size is our contract
-                png = _encode_png(pixmap.pil_image().resize((width, height), _LANCZOS))
+                pixels = _png_rows(pixmap)
+            if pixels is None:  # MuPDF rounds the pixmap outwards: never seen, but the size is
+                # our contract (and any other pixel layout goes through Pillow as well)
+                pixels = _encode_png(pixmap.pil_image().resize((width, height), _LANCZOS))
             text_layer = extract_text_layer(page, tables=self._tables)
         except _PDF_ERRORS as exc:
             raise CorruptInput(
@@ -286,7 +297,7 @@ class _PdfDocument(Document):
             ) from exc
         finally:
             _drain_mupdf_warnings(f"PDF page {index + 1}")
-        return RenderedPage(index, png, width, height, text_layer)
+        return width, height, pixels, text_layer
 
     def _release(self) -> None:
         with _PYMUPDF_LOCK:
@@ -300,6 +311,7 @@ class _ImageDocument(Document):
         super().__init__(kind, page_count)
         self._image = image
         self._raw_size = image.size  # before JPEG draft scaling; JPEGs have one frame
+        self._lock = threading.Lock()
 
     @classmethod
     def open(
@@ -345,14 +357,15 @@ class _ImageDocument(Document):
 
     def _render_page(self, index: int) -> RenderedPage:
         try:
-            frame = self._load_frame(index)
-            decoded_size = frame.size
-            oriented = ImageOps.exif_transpose(frame)  # Pillow's TIFF reader does this itself
-            raw_width, raw_height = self._raw_size if index == 0 else decoded_size
-            if oriented.size != decoded_size:  # rotated by a quarter turn
-                raw_width, raw_height = raw_height, raw_width
-            width, height = target_size(raw_width, raw_height)
-            resized = _to_l_or_rgb(oriented).resize((width, height), _LANCZOS)
+            with self._lock:  # one Pillow image holds the current frame: one page at a time
+                frame = self._load_frame(index)
+                decoded_size = frame.size
+                oriented = ImageOps.exif_transpose(frame)  # Pillow's TIFF reader does this
+                raw_width, raw_height = self._raw_size if index == 0 else decoded_size
+                if oriented.size != decoded_size:  # rotated by a quarter turn
+                    raw_width, raw_height = raw_height, raw_width
+                width, height = target_size(raw_width, raw_height)
+                resized = _to_l_or_rgb(oriented).resize((width, height), _LANCZOS)
             png = _encode_png(resized.convert("RGB") if resized.mode != "RGB" else resized)
         except _IMAGE_ERRORS as exc:
             raise CorruptInput(
@@ -414,6 +427,56 @@ def _scale_to_8bit(image: Image.Image) -> Image.Image:
         else:
             factor = 255 / high
     return image.point(lambda value: value * factor).convert("L")
+
+
+#: zlib level of the PNGs made from PDF pages (see `_pixmap_png`).
+PNG_ZLIB_LEVEL = 3
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _pixmap_png(pixmap: pymupdf.Pixmap) -> bytes:
+    """An RGB pixmap as a PNG: rows unfiltered, one zlib stream at level `PNG_ZLIB_LEVEL`.
+
+    MuPDF's own `tobytes("png")` costs about twice the CPU (14 vs 8 ms for a 724 x 1024 text
+    page; it is most of a page's rendering cost, measured in BENCHMARKS.md) for the same size on
+    document pages, and holds the GIL throughout, where zlib releases it. The pixels are the
+    same; only the encoding differs.
+    """
+    rows = _png_rows(pixmap)
+    if rows is None:
+        return bytes(pixmap.tobytes("png"))
+    return _png_from_rows(rows, pixmap.width, pixmap.height)
+
+
+def _png_rows(pixmap: pymupdf.Pixmap) -> bytearray | None:
+    """The pixmap's rows as PNG scanlines (filter type 0, none), copied out of MuPDF's memory;
+    None for a layout other than 8-bit RGB without alpha."""
+    width, height, stride = pixmap.width, pixmap.height, pixmap.stride
+    if pixmap.n != 3 or pixmap.alpha or stride != width * 3:
+        return None
+    samples = pixmap.samples_mv
+    rows = bytearray((stride + 1) * height)  # each row: its filter byte (0), then its pixels
+    for y in range(height):
+        start = y * (stride + 1) + 1
+        rows[start : start + stride] = samples[y * stride : (y + 1) * stride]
+    return rows
+
+
+def _png_from_rows(rows: bytearray, width: int, height: int) -> bytes:
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return b"".join(
+        (
+            _PNG_SIGNATURE,
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", zlib.compress(rows, PNG_ZLIB_LEVEL)),
+            _png_chunk(b"IEND", b""),
+        )
+    )
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    crc = zlib.crc32(body, zlib.crc32(kind))
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
 
 
 def _encode_png(image: Image.Image) -> bytes:

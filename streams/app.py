@@ -1,110 +1,174 @@
-"""The faust app "ocrflux": topics, the assembler's table and the three agents.
+"""The stream processor's wiring: for each role a consumer group on its input topic, a runner
+and the handler that does the role's work.
 
-`create_app` wires one app for the roles a worker runs. Workers with different roles share one
-consumer group: faust assigns a topic's partitions among the members that subscribe to it, so
-two workers that both recognize share the pages while only the assembling worker owns the
-page-results partitions and the table.
+    role       input topic            group                  records in hand
+    split      <prefix>.documents     <prefix>.split         1 (documents in order)
+    recognize  <prefix>.pages         <prefix>.recognize     OCRFLUX_RECOGNIZE_CONCURRENCY
+    assemble   <prefix>.page-results  <prefix>.assemble      1, state in <prefix>.assembly-state
 
-Records travel as raw bytes and are decoded inside the agents, so a record that does not parse
-becomes a dlq record (and, where its key names a document, a failed result) instead of a
-crashed agent.
+Each role has its own consumer group, so workers that run different roles never take each
+other's partitions, and every worker that recognizes shares the pages. Records are raw bytes,
+decoded inside the handlers: a record that does not parse becomes a dlq record (and, where its
+key names a document, a failed result) instead of a crashed worker.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
-from typing import cast
+from dataclasses import dataclass, field
+from typing import Any
 
-import faust
-from faust.tables.table import Table
+from aiokafka import ConsumerRecord
 
-from streams import codec
 from streams.assemble_agent import AssembleHandler
-from streams.assembly import Assembler
+from streams.assembly import Assembler, decode_state
 from streams.engine_pool import EnginePool
 from streams.metrics import WorkerMetrics
 from streams.outbox import Blobs, Outbox
 from streams.recognize import recognize_record
+from streams.runtime.clients import Producer, client_options
+from streams.runtime.runner import RoleRunner
+from streams.runtime.table import ChangelogTable
 from streams.settings import WorkerSettings
 from streams.split_agent import SplitHandler
 
 _log = logging.getLogger(__name__)
 
-#: Records a stream buffers per partition. Page records are large (a PNG each), so the
-#: default of thousands would hold hundreds of MB; a few per partition keep consumers busy.
-STREAM_BUFFER_MAXSIZE = 16
+
+def consumer_options(settings: WorkerSettings) -> dict[str, Any]:
+    """Consumers fetch the largest record and tolerate slow records without leaving the group."""
+    session_ms = int(settings.ocrflux_session_timeout_s * 1000)
+    return {
+        **client_options(settings),
+        "client_id": f"ocrflux-{settings.ocrflux_worker_id}",
+        "max_partition_fetch_bytes": settings.kafka_message_max_bytes,
+        "fetch_max_bytes": settings.kafka_message_max_bytes,
+        "session_timeout_ms": session_ms,
+        "heartbeat_interval_ms": max(session_ms // 3, 100),
+        "max_poll_interval_ms": int(settings.ocrflux_max_record_time_s * 1000),
+        "rebalance_timeout_ms": int(settings.ocrflux_max_record_time_s * 1000),
+    }
 
 
-def create_app(
+def _where(record: ConsumerRecord[bytes, bytes]) -> str:
+    return f"{record.topic}[{record.partition}]@{record.offset}"
+
+
+@dataclass
+class Pipeline:
+    """The parts of one worker; `run()` until `stop()`."""
+
+    runners: list[RoleRunner]
+    background: list[Any] = field(default_factory=list)  # coroutine factories run alongside
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(r.run(), name=r.name) for r in self.runners]
+        extra = [asyncio.create_task(make()) for make in self.background]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # a runner that failed stops the worker with its error
+        finally:
+            self.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for task in extra:
+                task.cancel()
+            await asyncio.gather(*extra, return_exceptions=True)
+
+    def stop(self) -> None:
+        for runner in self.runners:
+            runner.stop()
+
+    def ready(self) -> bool:
+        """Every role has been through its first partition assignment."""
+        return all(runner.rebalanced for runner in self.runners)
+
+
+def build_pipeline(
     settings: WorkerSettings,
     roles: Iterable[str],
     *,
+    producer: Producer,
     engines: EnginePool,
     blobs: Blobs,
     metrics: WorkerMetrics,
-) -> faust.App:
+) -> Pipeline:
     roles = set(roles)
-    codec.register()
-    app = faust.App(
-        settings.ocrflux_topic_prefix,
-        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
-        store="memory://",  # the changelog topic is the state; recovery replays it
-        datadir=settings.ocrflux_data_dir,
-        topic_partitions=settings.kafka_topic_partitions,
-        topic_replication_factor=settings.kafka_replication_factor,
-        producer_max_request_size=settings.kafka_message_max_bytes,
-        consumer_max_fetch_size=settings.kafka_message_max_bytes,
-        stream_buffer_maxsize=STREAM_BUFFER_MAXSIZE,
-        web_enabled=False,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=settings.ocrflux_session_timeout_s,
-    )
-    outbox = Outbox(app, settings)
     names = settings.topics
+    prefix = settings.ocrflux_topic_prefix
+    outbox = Outbox(producer, settings)
+    options = consumer_options(settings)
+    common = {
+        "producer": producer,
+        "consumer_options": options,
+        "drain_timeout_s": settings.ocrflux_drain_timeout_s,
+    }
+    runners: list[RoleRunner] = []
+    background: list[Any] = []
 
     if "split" in roles:
         splitter = SplitHandler(settings, outbox, blobs, metrics)
 
-        @app.agent(outbox.topic(names.documents), name="split")
-        async def split_agent(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                await splitter.handle(event.key, event.value)
+        async def split(record: ConsumerRecord[bytes, bytes]) -> None:
+            await splitter.handle(record.key, record.value or b"", where=_where(record))
+
+        runners.append(
+            RoleRunner(
+                "split", topic=names.documents, group_id=f"{prefix}.split", handler=split, **common
+            )
+        )
 
     if "recognize" in roles:
 
-        @app.agent(
-            outbox.topic(names.pages),
-            name="recognize",
-            concurrency=settings.ocrflux_recognize_concurrency,
+        async def recognize(record: ConsumerRecord[bytes, bytes]) -> None:
+            await recognize_record(
+                record.key, record.value or b"", settings, engines, outbox, metrics
+            )
+
+        runners.append(
+            RoleRunner(
+                "recognize",
+                topic=names.pages,
+                group_id=f"{prefix}.recognize",
+                handler=recognize,
+                concurrency=settings.ocrflux_recognize_concurrency,
+                **common,
+            )
         )
-        async def recognize_agent(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                await recognize_record(event.key, event.value, settings, engines, outbox, metrics)
 
     if "assemble" in roles:
-        table = cast(
-            Table,
-            app.Table(
-                "assembly", default=None, partitions=settings.kafka_topic_partitions, key_type=str
-            ),
-        )
-        # faust takes a table's serializers from faust Records only; ours are pydantic models.
-        # The changelog topic, already made with the defaults, is remade so that recovery
-        # decodes with our codec too.
-        table.key_serializer, table.value_serializer = "json", codec.NAME
-        table.changelog_topic = table._new_changelog_topic()
-        assembler = AssembleHandler(
-            app, settings, Assembler(table), outbox, engines, blobs, metrics
+        table = ChangelogTable(producer, names.assembly_state, decode_state, options)
+        handler = AssembleHandler(
+            settings, Assembler(table), table, outbox, engines, blobs, metrics
         )
 
-        @app.agent(outbox.topic(names.page_results), name="assemble")
-        async def assemble_agent(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                await assembler.handle(event)
+        async def restore(partitions: set[int]) -> None:
+            await table.restore(partitions)
 
-        @app.timer(settings.ocrflux_sweep_interval_s, name="relaunch-lost-merge-jobs")
-        async def sweep() -> None:
-            assembler.sweep()
+        async def drop(partitions: set[int]) -> None:
+            table.drop(partitions)
 
-    return app
+        runners.append(
+            RoleRunner(
+                "assemble",
+                topic=names.page_results,
+                group_id=f"{prefix}.assemble",
+                handler=handler.handle,
+                on_assign=restore,
+                on_revoke=drop,
+                **common,
+            )
+        )
+
+        async def sweep_forever() -> None:
+            while True:
+                await asyncio.sleep(settings.ocrflux_sweep_interval_s)  # the sweep interval
+                with contextlib.suppress(Exception):
+                    handler.sweep()
+
+        background.append(sweep_forever)
+
+    return Pipeline(runners, background)

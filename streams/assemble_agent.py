@@ -9,8 +9,7 @@ from collections.abc import Awaitable
 from functools import partial
 from typing import Any
 
-import faust
-from faust.types import TP
+from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from schemas.records import (
@@ -25,6 +24,7 @@ from streams.assembly import Assembler, DetectJob, Job
 from streams.engine_pool import EnginePool
 from streams.metrics import WorkerMetrics
 from streams.outbox import Blobs, Outbox
+from streams.runtime.table import ChangelogTable
 from streams.settings import WorkerSettings
 
 _log = logging.getLogger(__name__)
@@ -35,17 +35,17 @@ class AssembleHandler:
 
     def __init__(
         self,
-        app: faust.App,
         settings: WorkerSettings,
         assembler: Assembler,
+        table: ChangelogTable,
         outbox: Outbox,
         engines: EnginePool,
         blobs: Blobs,
         metrics: WorkerMetrics,
     ) -> None:
-        self.app = app
         self.settings = settings
         self.assembler = assembler
+        self.table = table
         self.outbox = outbox
         self.engines = engines
         self.blobs = blobs
@@ -53,9 +53,9 @@ class AssembleHandler:
         self.inflight: dict[tuple[str, ...], asyncio.Task[None]] = {}
         self.slots = asyncio.Semaphore(settings.ocrflux_merge_concurrency)
 
-    async def handle(self, event: faust.EventT) -> None:
+    async def handle(self, message: ConsumerRecord[bytes, bytes]) -> None:
         names = self.outbox.names
-        key, value = event.key, event.value
+        key, value = message.key, message.value or b""
         try:
             record = decode(value)
             if not isinstance(record, PageDone | PairsDetected | TableMerged):
@@ -71,14 +71,17 @@ class AssembleHandler:
                 exc=exc,
             )
             return
+        self.table.current_partition = message.partition
         step = self.assembler.apply(
-            record, partition=event.message.partition, at=event.message.timestamp
+            record, partition=message.partition, at=message.timestamp / 1000
         )
+        await self.table.sync()
         self.launch(step.jobs)
         if step.result is not None:
             delivery = await self._emit(step.result)
             await delivery  # the result is durable before the document is marked done
             self.assembler.mark_emitted(step)
+            await self.table.sync()
         await self.outbox.progress(step.progress)
 
     async def _emit(self, result: ResultRecord) -> Awaitable[Any]:
@@ -94,23 +97,28 @@ class AssembleHandler:
         self.metrics.document_done(result)
         return delivery
 
-    def launch(self, jobs: list[Job]) -> None:
+    def launch(self, jobs: list[Job]) -> int:
+        launched = 0
         for job in jobs:
             if job.key not in self.inflight:
                 task = asyncio.create_task(self._run(job))
                 self.inflight[job.key] = task
                 task.add_done_callback(partial(self._forget, job.key))
+                launched += 1
+        return launched
 
     def _forget(self, key: tuple[str, ...], _task: asyncio.Task[None]) -> None:
         self.inflight.pop(key, None)
 
     def sweep(self) -> None:
         """Relaunch jobs of owned, unfinished documents that nothing here is working on."""
-        assigned = self.app.assignor.assigned_actives()
-        topic = self.outbox.names.page_results
-        for state in self.assembler.documents():
-            if TP(topic, state.partition) in assigned:
-                self.launch(self.assembler.pending_jobs(state.doc_id))
+        documents = launched = 0
+        for state in self.assembler.documents():  # the table holds owned partitions only
+            relaunched = self.launch(self.assembler.pending_jobs(state.doc_id))
+            documents += relaunched > 0
+            launched += relaunched
+        if launched:
+            _log.info("relaunched %d merge job(s) of %d document(s)", launched, documents)
 
     async def _run(self, job: Job) -> None:
         names = self.outbox.names

@@ -1,9 +1,11 @@
 """The assembler's state machine: page results in, merge jobs and one document result out.
 
-All state lives in one key-value store (the faust table, a dict in tests), in small entries so
+All state lives in one key-value store (a changelog-backed table, a dict in tests), in small
+entries so
 that no value grows with the page count:
 
-    "<doc_id>"                DocState      counts, detected pairs, token usage, emitted flag
+    "<doc_id>"                DocState      counts, detected pairs, token usage
+                              (EmittedDoc once its result is out: a few dozen bytes)
     "<doc_id>/p/<page>"       StoredPage    one page result
     "<doc_id>/t/<page>/<i>"   StoredTable   one table-merge outcome
 
@@ -19,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from ocrflux.document import build_result, pairs_to_detect
 from ocrflux.merge import ready_table_merges, table_merge_chains, table_merges_done
@@ -49,8 +51,13 @@ class DocState(BaseModel):
     detected_at: dict[int, float] = Field(default_factory=dict)
     tables_done: int = 0
     usage: TokenUsage = Field(default_factory=TokenUsage)
-    emitted: bool = False
-    status: str | None = None
+
+
+class EmittedDoc(BaseModel):
+    """What stays of a document once its result is out: enough to ignore late copies."""
+
+    kind: Literal["emitted_doc"] = "emitted_doc"
+    status: str
 
 
 class StoredPage(BaseModel):
@@ -64,6 +71,16 @@ class StoredTable(BaseModel):
     kind: Literal["stored_table"] = "stored_table"
     html: str | None
     at: float = 0.0
+
+
+_STATE = TypeAdapter(
+    Annotated[DocState | EmittedDoc | StoredPage | StoredTable, Field(discriminator="kind")]
+)
+
+
+def decode_state(data: bytes) -> DocState | EmittedDoc | StoredPage | StoredTable:
+    """A table value from its changelog JSON."""
+    return _STATE.validate_json(data)
 
 
 def page_key(doc_id: str, page: int) -> str:
@@ -150,14 +167,16 @@ class Assembler:
     ) -> Step:
         """Apply one page-results record; `at` is the record's timestamp (replays repeat it)."""
         state = self.store.get(record.doc_id)
+        if isinstance(state, EmittedDoc):
+            return Step()  # a late copy or a resubmission of a finished document
         if isinstance(record, PageDone):
             if state is None:
                 state = DocState(
                     doc_id=record.doc_id, info=record.info, partition=partition, first_seen_at=at
                 )
             return self._page(state, record, at)
-        if state is None or state.emitted:
-            return Step()  # an outcome for a finished (or unknown) document
+        if state is None:
+            return Step()  # an outcome for an unknown document
         # A repeated outcome changes nothing, but is still a chance to finish: after a crash,
         # replayed records are what re-emits a result that was never delivered.
         if isinstance(record, PairsDetected):
@@ -176,8 +195,6 @@ class Assembler:
         return self._advance(state, at)
 
     def _page(self, state: DocState, record: PageDone, at: float) -> Step:
-        if state.emitted:
-            return Step()
         page = record.result.index
         key = page_key(state.doc_id, page)
         progress = None
@@ -205,7 +222,7 @@ class Assembler:
     def pending_jobs(self, doc_id: str) -> list[Job]:
         """Every job this document needs now (after a restart nothing is in flight)."""
         state = self.store.get(doc_id)
-        if state is None or state.emitted:
+        if not isinstance(state, DocState):
             return []
         if state.pages_done < state.info.pages_total:
             return self._detections(state)
@@ -213,7 +230,7 @@ class Assembler:
 
     def documents(self) -> Iterator[DocState]:
         for value in list(self.store.values()):
-            if isinstance(value, DocState) and not value.emitted:
+            if isinstance(value, DocState):
                 yield value
 
     def _detections(
@@ -334,9 +351,6 @@ class Assembler:
         one changelog partition, in order).
         """
         assert step.result is not None
-        state = self.store[step.result.doc_id]
-        state.emitted = True
-        state.status = step.result.status
-        self.store[state.doc_id] = state
+        self.store[step.result.doc_id] = EmittedDoc(status=step.result.status)
         for key in step.finished_keys:
             del self.store[key]

@@ -1,37 +1,22 @@
-"""The engines a worker uses, opened once with the worker and closed with it."""
+"""The engines a worker uses, each opened on first use and closed with the worker."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from contextlib import AsyncExitStack
-
-import mode
 
 from ocrflux.engines import Engine, open_engine
 from ocrflux.settings import CoreSettings
 
-_log = logging.getLogger(__name__)
 
-
-class EnginePool(mode.Service):
+class EnginePool:
     """The worker's default engine (OCRFLUX_ENGINE) plus any other a request asks for."""
 
-    def __init__(self, settings: CoreSettings, *, open_default: bool = True) -> None:
-        super().__init__()
+    def __init__(self, settings: CoreSettings) -> None:
         self._settings = settings
-        self._open_default = open_default
         self._stack = AsyncExitStack()
         self._engines: dict[str, Engine] = {}
         self._lock = asyncio.Lock()
-
-    async def on_start(self) -> None:
-        if self._open_default:
-            await self.get(None)
-
-    async def on_stop(self) -> None:
-        await self._stack.aclose()
-        self._engines.clear()
 
     async def get(self, requested: str | None) -> Engine:
         name = requested or self._settings.ocrflux_engine
@@ -47,3 +32,7 @@ class EnginePool(mode.Service):
 
     def engines(self) -> list[Engine]:
         return list(self._engines.values())
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+        self._engines.clear()

@@ -8,7 +8,6 @@ import traceback
 from collections.abc import Awaitable
 from typing import Any, Literal, Protocol
 
-import faust
 from pydantic import BaseModel
 
 from connectors.kafka_config import KafkaSettings
@@ -17,6 +16,7 @@ from schemas.records import (
     ProgressEvent,
     encode,
 )
+from streams.runtime.clients import Producer
 
 Stage = Literal["split", "recognize", "assemble"]
 
@@ -32,22 +32,13 @@ class Blobs(Protocol):
 class Outbox:
     """Sends our records as JSON bytes, keyed as schemas/records.py says."""
 
-    def __init__(self, app: faust.App, settings: KafkaSettings) -> None:
-        names = settings.topics
-        self._topics = {
-            name: app.topic(
-                name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-            )
-            for name in names.all()
-        }
-        self.names = names
-
-    def topic(self, name: str) -> faust.TopicT:
-        return self._topics[name]
+    def __init__(self, producer: Producer, settings: KafkaSettings) -> None:
+        self._producer = producer
+        self.names = settings.topics
 
     async def send(self, name: str, key: str, record: BaseModel) -> Awaitable[Any]:
         """Hand a record to the producer; the returned future completes on delivery."""
-        return await self._topics[name].send(key=key.encode(), value=encode(record))
+        return await self._producer.send(name, key.encode(), encode(record))
 
     async def progress(self, event: ProgressEvent | None) -> None:
         if event is not None:

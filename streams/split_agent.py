@@ -42,7 +42,7 @@ class SplitHandler:
         self.blobs = blobs
         self.metrics = metrics
 
-    async def handle(self, key: bytes | None, value: bytes) -> None:
+    async def handle(self, key: bytes | None, value: bytes, where: str = "") -> None:
         names = self.outbox.names
         try:
             request = decode(value)
@@ -60,7 +60,11 @@ class SplitHandler:
             )
             return
         doc_id = request_doc_id(request)
+        _log.info(
+            "splitting %s (%s) from %s", doc_id, request.filename or request.content_ref, where
+        )
         pending: list[Awaitable[Any]] = []
+        sent = 0
         try:
             async for item in split_document(
                 request,
@@ -79,6 +83,7 @@ class SplitHandler:
                 topic = names.pages if isinstance(item, PageTask) else names.page_results
                 routing = f"{doc_id}/{item.page}" if isinstance(item, PageTask) else doc_id
                 pending.append(await self.outbox.send(topic, routing, item))
+                sent += 1
                 self.metrics.pages_split.inc()
                 if len(pending) >= self.settings.ocrflux_split_outstanding:
                     await pending.pop(0)  # bound the rendered pages waiting for delivery
@@ -87,6 +92,7 @@ class SplitHandler:
             return
         await asyncio.gather(*pending)
         self.metrics.documents_split.inc()
+        _log.info("split %s: %d page records delivered", doc_id, sent)
 
     async def _fetch(self, url: str, max_bytes: int, sha256: str | None) -> bytes:
         return await self.blobs.fetch(url, max_bytes=max_bytes, expected_sha256=sha256)

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import Sequence
-from pathlib import Path
-
-import faust
-import mode
 
 from connectors.blobstore import BlobFetcher, BlobStore, open_blob_store
-from connectors.kafka_config import ensure_topics
-from deploy.kafka_broker import cache_home
-from streams.app import create_app
+from connectors.kafka_config import KafkaClientError, ensure_topics, partition_counts
+from streams.app import Pipeline, build_pipeline
 from streams.engine_pool import EnginePool
 from streams.metrics import WorkerMetrics
+from streams.runtime.clients import Producer
 from streams.settings import ROLES, WorkerSettings
 
 _log = logging.getLogger(__name__)
 
+#: How often the worker checks whether every role has had its first assignment.
+_READY_POLL_S = 0.2
 
-class WorkerBlobs(mode.Service):
+
+class WorkerBlobs:
     """Reads any reference a record carries; writes oversized results to the configured store."""
 
     def __init__(self, settings: WorkerSettings) -> None:
-        super().__init__()
         self._store: BlobStore = open_blob_store(settings=settings)
         self._fetcher = BlobFetcher(settings, stores=(self._store,))
 
@@ -34,7 +34,7 @@ class WorkerBlobs(mode.Service):
     async def put(self, data: bytes, name: str) -> str:
         return await self._store.put(data, name)
 
-    async def on_stop(self) -> None:
+    async def aclose(self) -> None:
         await self._fetcher.close()
         await self._store.close()
 
@@ -49,41 +49,72 @@ def parse_roles(text: str) -> list[str]:
     return roles
 
 
-def build_worker(
-    settings: WorkerSettings, roles: Sequence[str], loglevel: str = "info"
-) -> faust.Worker:
-    data_dir = Path(
-        settings.ocrflux_data_dir or cache_home() / "workers" / settings.ocrflux_worker_id
-    )
-    data_dir.mkdir(parents=True, exist_ok=True)
-    settings = settings.model_copy(update={"ocrflux_data_dir": str(data_dir)})
-    created = ensure_topics(settings)
-    if created:
-        _log.info("created topics %s", ", ".join(created))
-    metrics = WorkerMetrics()
-    engines = EnginePool(settings, open_default="recognize" in roles or "assemble" in roles)
-    blobs = WorkerBlobs(settings)
-    app = create_app(settings, roles, engines=engines, blobs=blobs, metrics=metrics)
-    metrics.track_inflight(
-        lambda: sum(
-            sum(engine.inflight().values())
-            for engine in engines.engines()
-            if hasattr(engine, "inflight")
+def _check_partitions(settings: WorkerSettings) -> None:
+    names = settings.topics
+    counts = partition_counts(settings, [names.page_results, names.assembly_state])
+    if len(set(counts.values())) != 1:
+        raise KafkaClientError(
+            f"{names.page_results} and {names.assembly_state} must have the same number of "
+            f"partitions (the assembler's state follows its input); found {counts}"
         )
-    )
-    if settings.ocrflux_metrics_port is not None:
-        port = metrics.serve(settings.ocrflux_metrics_host, settings.ocrflux_metrics_port)
-        _log.info("metrics on http://%s:%d/metrics", settings.ocrflux_metrics_host, port)
-    return faust.Worker(app, engines, blobs, loglevel=loglevel, redirect_stdouts=False)
 
 
-def run_worker(settings: WorkerSettings, roles: Sequence[str], loglevel: str = "info") -> int:
-    worker = build_worker(settings, roles, loglevel)
+async def _announce_when_ready(
+    pipeline: Pipeline, settings: WorkerSettings, roles: Sequence[str]
+) -> None:
+    while not pipeline.ready():
+        await asyncio.sleep(_READY_POLL_S)  # poll interval until every role is assigned
     _log.info(
-        "worker %s running roles %s on %s",
+        "worker %s ready: roles %s on %s",
         settings.ocrflux_worker_id,
         ",".join(roles),
         settings.kafka_bootstrap_servers,
     )
-    worker.execute_from_commandline()  # returns when the worker stops (SIGTERM, SIGINT)
+
+
+async def serve(settings: WorkerSettings, roles: Sequence[str]) -> None:
+    """Run the roles until SIGTERM or SIGINT, then finish the records in hand and commit."""
+    created = ensure_topics(settings)
+    if created:
+        _log.info("created topics %s", ", ".join(created))
+    if "assemble" in roles:
+        _check_partitions(settings)
+    metrics = WorkerMetrics()
+    engines = EnginePool(settings)
+    blobs = WorkerBlobs(settings)
+    producer = Producer(settings, client_id=f"ocrflux-{settings.ocrflux_worker_id}")
+    await producer.start()
+    try:
+        if "recognize" in roles or "assemble" in roles:
+            await engines.get(None)  # open (and log) the default engine before taking work
+        metrics.track_inflight(
+            lambda: sum(
+                sum(engine.inflight().values())
+                for engine in engines.engines()
+                if hasattr(engine, "inflight")
+            )
+        )
+        if settings.ocrflux_metrics_port is not None:
+            port = metrics.serve(settings.ocrflux_metrics_host, settings.ocrflux_metrics_port)
+            _log.info("metrics on http://%s:%d/metrics", settings.ocrflux_metrics_host, port)
+        pipeline = build_pipeline(
+            settings, roles, producer=producer, engines=engines, blobs=blobs, metrics=metrics
+        )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, pipeline.stop)
+        announce = asyncio.create_task(_announce_when_ready(pipeline, settings, roles))
+        try:
+            await pipeline.run()
+        finally:
+            announce.cancel()
+        _log.info("worker %s stopped", settings.ocrflux_worker_id)
+    finally:
+        await producer.stop()
+        await engines.aclose()
+        await blobs.aclose()
+
+
+def run_worker(settings: WorkerSettings, roles: Sequence[str]) -> int:
+    asyncio.run(serve(settings, roles))
     return 0

@@ -9,4 +9,6 @@ pytest_plugins = [
     "tests.fakes.fixtures",
     "tests.connectors.fixtures",
     "tests.streams.fixtures",
+    "tests.connectors.s3.fixtures",
+    "tests.api.fixtures",
 ]

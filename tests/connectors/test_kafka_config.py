@@ -64,6 +64,7 @@ def test_topic_names() -> None:
         "p.results",
         "p.progress",
         "p.dlq",
+        "p.assembly-state",
     )
 
 
@@ -89,6 +90,7 @@ def test_ensure_topics_creates_missing_topics_once(kafka_bootstrap: str, unique_
         for resource, future in admin.describe_configs(resources).items()
     }
     assert configs[topics.results]["cleanup.policy"].value == "compact"
+    assert configs[topics.assembly_state]["cleanup.policy"].value == "compact"
     assert configs[topics.documents]["cleanup.policy"].value == "delete"
     for name in topics.all():
         assert configs[name]["max.message.bytes"].value == str(4 * 1024 * 1024)

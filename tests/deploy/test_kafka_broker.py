@@ -61,7 +61,8 @@ def test_state_of_a_dead_pid_is_not_a_broker(
 
 
 @pytest.mark.kafka
-def test_start_status_stop_cycle(tmp_path: Path) -> None:
+def test_start_status_stop_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
     home = tmp_path / "home"
     started = _ocrflux(home, "broker", "start")
     assert started.returncode == 0, started.stderr

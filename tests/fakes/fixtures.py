@@ -5,7 +5,8 @@ Load with `pytest_plugins = ["tests.fakes.fixtures"]` in a root conftest, or imp
     ocrflux_server               a double on 127.0.0.1 (free port) in a background thread with
                                  its own event loop, capacity 8, no service time; stopped after
                                  the test. Usable from sync tests and from async tests on any loop.
-    ocrflux_server_factory       `factory(model=, capacity=, service_time=, stall_seconds=)`
+    ocrflux_server_factory       `factory(model=, capacity=, service_time=, stall_seconds=,
+                                 page_key=)`
                                  starts more (or differently configured) threaded doubles.
     ocrflux_subprocess           the double as a separate process (`python -m
                                  tests.fakes.ocrflux_server`), stopped by its own PID.
@@ -192,12 +193,14 @@ def _threaded_config(
     capacity: int = 8,
     service_time: float | ServiceTime | dict[str, Any] = 0.0,
     stall_seconds: float = DEFAULT_STALL_SECONDS,
+    page_key: str = "pixels",
 ) -> DoubleConfig:
     return DoubleConfig(
         model=model,
         capacity=capacity,
         service_time=ServiceTime.parse(service_time),
         stall_seconds=stall_seconds,
+        page_key=page_key,
     )
 
 

@@ -9,6 +9,11 @@ What it does (see /work/shared/spec/ocrflux-protocol.md for the model it stands 
   service time (gpu.py), applies any injected fault (faults.py) and answers in the OpenAI
   `chat.completion` shape with the registered truth or a deterministic default.
 - `GET /v1/models`, `GET /health` as vLLM serves them.
+- Pages are identified by their pixels (`page_key="pixels"`, the default: any PNG encoding of
+  the same page matches what a test registered). `page_key="bytes"` (`--page-key bytes`)
+  identifies them by the SHA-256 of the PNG bytes and reads the size from the PNG header
+  without decoding it: benchmarks use it so that the double, sharing the machine's cores,
+  does not take the CPU of the pipeline it measures (see validation.inspect_png_header).
 - A control plane under `/_test/` (control_api.py; client in control.py).
 
 Run it as a process: `python -m tests.fakes.ocrflux_server --port 0 --capacity 8
@@ -40,6 +45,7 @@ from tests.fakes.validation import (
     ChatCall,
     completion_tokens,
     inspect_image,
+    inspect_png_header,
     parse_chat,
     prompt_tokens,
 )
@@ -60,6 +66,7 @@ SHUTDOWN_TIMEOUT_S = 2.0
 REQUEST_LOG_LIMIT = 10_000
 UNRECOGNISED_SAMPLES = 5
 HTTP_FAULTS = {"http_500": 500, "http_503": 503}
+PAGE_KEYS = ("pixels", "bytes")
 
 
 @dataclass(slots=True)
@@ -68,6 +75,11 @@ class DoubleConfig:
     capacity: int = 8
     service_time: ServiceTime = field(default_factory=ServiceTime)
     stall_seconds: float = DEFAULT_STALL_SECONDS
+    page_key: str = "pixels"  # or "bytes": see the module docstring
+
+    def __post_init__(self) -> None:
+        if self.page_key not in PAGE_KEYS:
+            raise ValueError(f"page_key must be one of {PAGE_KEYS}, got {self.page_key!r}")
 
 
 class OcrfluxDouble:
@@ -76,6 +88,7 @@ class OcrfluxDouble:
     def __init__(self, config: DoubleConfig) -> None:
         self.model = config.model
         self.stall_seconds = config.stall_seconds
+        self.page_key = config.page_key
         self.truth = TruthRegistry()
         self.faults = FaultPlan()
         self.gpu = Gpu(config.capacity, config.service_time)
@@ -150,6 +163,7 @@ class OcrfluxDouble:
             "unrecognized_prompts": list(self.unrecognised),
             "registered": self.truth.counts(),
             "stall_seconds": self.stall_seconds,
+            "page_key": self.page_key,
             **self.gpu.stats(),
         }
 
@@ -212,7 +226,11 @@ class OcrfluxDouble:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"The request body is not valid JSON: {exc}") from exc
         call = parse_chat(body, self.model)
-        image = await asyncio.get_running_loop().run_in_executor(None, inspect_image, call.image)
+        if self.page_key == "bytes":
+            image = inspect_png_header(call.image)
+        else:
+            loop = asyncio.get_running_loop()
+            image = await loop.run_in_executor(None, inspect_image, call.image)
         prompt, key = recognise(call.text), image.key
         record.update(
             task=prompt.task,
@@ -402,6 +420,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the service-time draws")
     parser.add_argument("--stall-seconds", type=float, default=DEFAULT_STALL_SECONDS)
+    parser.add_argument(
+        "--page-key",
+        choices=PAGE_KEYS,
+        default="pixels",
+        help="identify pages by their decoded pixels (default) or by the SHA-256 of the PNG "
+        "bytes (cheap: for benchmarks, so the double does not steal the pipeline's CPU)",
+    )
     parser.add_argument("--port-file", type=Path, help="write the bound port number here")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
@@ -413,6 +438,7 @@ async def serve(args: argparse.Namespace) -> None:
         capacity=args.capacity,
         stall_seconds=args.stall_seconds,
         service_time=ServiceTime(args.service_time, args.service_jitter, args.seed),
+        page_key=args.page_key,
     )
     server = OcrfluxTestServer(config)
     url = await server.start(args.host, args.port)

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from ocrflux import prompts
-from tests.fakes import truth
+from tests.fakes import truth, validation
 from tests.fakes.chat_requests import chat_body, page_body, post_chat, sample_png
 from tests.fakes.control import ControlError
 from tests.fakes.gpu import Gpu, ServiceTime
@@ -186,6 +186,27 @@ async def test_pages_are_recognised_by_pixels_not_png_bytes(
         "is_diagram": False,
         "natural_text": "# Title\n\nBody",
     }
+
+
+async def test_page_key_bytes_identifies_pages_by_their_png_bytes(
+    ocrflux_server_factory: Any, session: Any
+) -> None:
+    server = ocrflux_server_factory(page_key="bytes")
+    small, large = sample_png(compress_level=9), sample_png(compress_level=0)
+    server.register_page(validation.payload_key(small), "Small encoding")
+    answers = []
+    for page in (small, large):
+        status, body = await post_chat(session, server.url, page_body(page))
+        assert status == 200
+        answers.append(json.loads(body["choices"][0]["message"]["content"])["natural_text"])
+    assert answers == ["Small encoding", f"Unregistered page {validation.payload_key(large)[:12]}"]
+    assert server.stats()["page_key"] == "bytes"
+    assert server.stats()["tokens"]["prompt"] > 2 * 4 * 6  # sizes read from the PNG header
+    not_png = base64.b64encode(b"GIF89a" + bytes(40)).decode()
+    body = chat_body(prompts.PAGE_PROMPT)
+    body["messages"][0]["content"][1]["image_url"]["url"] = f"data:image/png;base64,{not_png}"
+    status, _ = await post_chat(session, server.url, body)
+    assert status == 400
 
 
 async def test_completion_shape_and_usage(ocrflux_server: Any, session: Any) -> None:

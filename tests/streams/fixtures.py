@@ -40,7 +40,6 @@ class Pipeline:
     server: Any
     processes: ProcessGroup
     blob_dir: Path
-    data_dir: Path
     client: OcrfluxClient
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -62,11 +61,10 @@ class Pipeline:
     def start_worker(
         self, name: str, roles: str = "split,recognize,assemble", *, wait: bool = True, **env: str
     ) -> subprocess.Popen[bytes]:
-        data_dir = self.data_dir / name
         process = self.processes.python(
             name,
             ["-m", "ocrflux.cli", "worker", "--roles", roles, "--loglevel", "info"],
-            self.env(OCRFLUX_DATA_DIR=str(data_dir), OCRFLUX_WORKER_ID=name, **env),
+            self.env(OCRFLUX_WORKER_ID=name, **env),
         )
         self.workers[name] = process
         if wait:
@@ -74,13 +72,13 @@ class Pipeline:
         return process
 
     def wait_ready(self, name: str) -> None:
-        """Until the worker's log says it is ready (faust logs it after recovery)."""
-        self.wait_log(name, "[^Worker]: Ready")
+        """Until the worker's log says every role has its partitions."""
+        self.wait_log(name, f"worker {name} ready")
 
-    def wait_log(self, name: str, text: str) -> None:
-        """Until `text` shows in the worker's log; fails at once if the worker exits."""
+    def wait_log(self, name: str, text: str, count: int = 1) -> None:
+        """Until `text` shows `count` times in the worker's log; fails if the worker exits."""
         deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
-        while text not in self.processes.log(name):
+        while self.processes.log(name).count(text) < count:
             process = self.workers[name]
             assert process.poll() is None, f"{name} exited:\n{self.processes.log(name)[-4000:]}"
             assert time.monotonic() < deadline, (
@@ -160,7 +158,6 @@ def pipeline(
             server=ocrflux_server,
             processes=processes,
             blob_dir=blob_dir,
-            data_dir=tmp_path / "data",
             client=client,
         )
 

@@ -112,8 +112,8 @@ def test_two_recognize_workers_share_one_long_document(pipeline: Pipeline) -> No
     pipeline.server.configure(service_time=0.02, capacity=8)
     pipeline.start_worker("main")
     pipeline.start_worker("helper", roles="recognize")
-    # The helper's join rebalances the group; wait until the main worker took part in it.
-    pipeline.wait_log("main", "with generation 2")
+    # The helper's join rebalances the recognize group: the main worker is assigned twice.
+    pipeline.wait_log("main", "recognize: assigned", count=2)
 
     doc_id = pipeline.client.submit(case.data, filename=case.name)
     result = pipeline.results([doc_id])[doc_id]

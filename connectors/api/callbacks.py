@@ -1,0 +1,87 @@
+"""Completion callbacks: the job's final status POSTed to the caller's `callback_url`.
+
+A callback is delivered when the receiver answers 2xx. Anything else (another status, a
+refused connection, a timeout) is retried after 1x, 2x, 4x... `backoff_s` (capped at
+`MAX_BACKOFF_S`, with jitter), at most `attempts` times in all. The URL goes through the same
+SSRF guard as `/convert/url`, at submission and again on every attempt (after DNS resolution).
+Callbacks are sent by the instance that accepted the job; pending ones are abandoned when the
+instance stops (logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from connectors.api.errors import UrlRefused
+from connectors.api.fetch import GuardedHttp
+from connectors.api.jobs import Job
+from connectors.api.models import json_body
+from ocrflux.errors import FetchFailed
+
+__all__ = ["CallbackSender"]
+
+_log = logging.getLogger(__name__)
+
+#: No wait between two attempts is longer than this.
+MAX_BACKOFF_S = 60.0
+
+
+class CallbackSender:
+    def __init__(
+        self, http: GuardedHttp, *, attempts: int, backoff_s: float, timeout_s: float
+    ) -> None:
+        self._http = http
+        self._attempts = attempts
+        self._backoff_s = backoff_s
+        self._timeout_s = timeout_s
+        self._tasks: set[asyncio.Task[bool]] = set()
+        self.delivered = 0
+        self.failed = 0
+
+    def check(self, url: str) -> str:
+        """The URL if it may be called back (scheme and literal address); else `UrlRefused`."""
+        return str(self._http.policy.check_url(url))
+
+    def job_finished(self, job: Job) -> None:
+        for url in job.callback_urls:
+            self.send(url, job)
+
+    def send(self, url: str, job: Job) -> asyncio.Task[bool]:
+        task = asyncio.create_task(self._deliver(url, json_body(job.status())))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _deliver(self, url: str, body: dict[str, object]) -> bool:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                status = await self._http.post_json(url, body, timeout_s=self._timeout_s)
+            except UrlRefused as exc:
+                _log.warning("callback to %s refused: %s", url, exc.message)
+                break
+            except FetchFailed as exc:
+                why = exc.message
+            else:
+                if 200 <= status < 300:
+                    self.delivered += 1
+                    return True
+                why = f"HTTP {status}"
+            if attempt == self._attempts:
+                break
+            delay = min(MAX_BACKOFF_S, self._backoff_s * 2 ** (attempt - 1))
+            _log.info(
+                "callback to %s failed (%s); attempt %d in %.1fs", url, why, attempt + 1, delay
+            )
+            await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+        self.failed += 1
+        _log.warning("callback to %s abandoned for job %s", url, body.get("job_id"))
+        return False
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            _log.warning("abandoning %d pending callbacks", len(self._tasks))
+            await asyncio.gather(*self._tasks, return_exceptions=True)

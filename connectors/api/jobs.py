@@ -1,0 +1,228 @@
+"""Jobs: the state machine of one conversion, and the store every handler reads.
+
+    queued ──> running ──> completed      (a result: completed or partial document)
+       │          └──────> failed         (a failed result, or an error before any result)
+       └─────────────────> completed | failed
+
+A terminal job stays terminal; a later submission of the same document (same `job_id`, since
+`job_id` is the doc_id: content hash + options) starts over only when the job failed. In kafka
+mode the store is fed by the progress and results topics, so any instance knows every job.
+
+Memory is bounded: at most `retained` finished jobs are kept (oldest dropped first); jobs in
+flight are bounded by the modes' own limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from connectors.api.models import (
+    FAILED_TO_PARSE,
+    ConvertMetadata,
+    ConvertResponse,
+    JobState,
+    JobStatus,
+)
+from schemas.options import OutputFormat
+from schemas.results import DocumentResult, ErrorInfo
+
+__all__ = ["Job", "JobStore", "SourceKey", "convert_response"]
+
+SourceKey = Literal["filename", "url"]
+TERMINAL: frozenset[JobState] = frozenset({"completed", "failed"})
+
+
+@dataclass(eq=False)
+class Job:
+    job_id: str
+    output_format: OutputFormat = "markdown"
+    source_key: SourceKey = "filename"
+    source: str | None = None
+    file_size: int = 0
+    callback_urls: list[str] = field(default_factory=list)
+    state: JobState = "queued"
+    pages_done: int = 0
+    pages_total: int = 0
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    result: DocumentResult | None = None
+    error: ErrorInfo | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    def status(self) -> JobStatus:
+        response = None
+        if self.state == "completed" and self.result is not None:
+            response = convert_response(
+                self.result,
+                source_key=self.source_key,
+                source=self.source,
+                file_size=self.file_size,
+            )
+        return JobStatus(
+            job_id=self.job_id,
+            status=self.state,
+            pages_done=self.pages_done,
+            pages_total=self.pages_total,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            result=response,
+            error=self.error if self.state == "failed" else None,
+        )
+
+    def _touch(self) -> None:
+        self.updated_at = time.time()
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+
+FinishedHook = Callable[[Job], None]
+
+
+class JobStore:
+    """Every job this instance knows, with waiting and change notification."""
+
+    def __init__(self, retained: int) -> None:
+        self._retained = retained
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._finished_hooks: list[FinishedHook] = []
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def on_finished(self, hook: FinishedHook) -> None:
+        self._finished_hooks.append(hook)
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def counts(self) -> dict[JobState, int]:
+        counts: dict[JobState, int] = {"queued": 0, "running": 0, "completed": 0, "failed": 0}
+        for job in self._jobs.values():
+            counts[job.state] += 1
+        return counts
+
+    def in_flight(self) -> int:
+        return sum(1 for job in self._jobs.values() if not job.terminal)
+
+    def add(self, job: Job) -> Job:
+        """Store a new job, replacing a failed one of the same id; an existing job that has not
+        failed is returned instead (the submission joins it)."""
+        existing = self._jobs.get(job.job_id)
+        if existing is not None and existing.state != "failed":
+            return existing
+        self._jobs[job.job_id] = job
+        self._jobs.move_to_end(job.job_id)
+        self._evict()
+        if existing is not None:
+            existing._touch()
+        return job
+
+    # --- transitions --------------------------------------------------------------------------
+
+    def running(self, job: Job, pages_done: int = 0, pages_total: int = 0) -> None:
+        if job.terminal:
+            return
+        job.state = "running"
+        job.pages_done = pages_done
+        job.pages_total = max(pages_total, job.pages_total)
+        job._touch()
+
+    def finish(self, job: Job, result: DocumentResult) -> None:
+        """The job's result: a failed document fails the job, anything else completes it."""
+        if job.terminal:
+            return
+        job.result = result
+        if result.status == "failed":
+            job.state = "failed"
+            job.error = result.error or ErrorInfo(code="internal", message="conversion failed")
+        else:
+            job.state = "completed"
+            job.pages_total = job.pages_total or len(result.page_texts)
+            job.pages_done = job.pages_total
+        self._finished(job)
+
+    def fail(self, job: Job, error: ErrorInfo) -> None:
+        if job.terminal:
+            return
+        job.state = "failed"
+        job.error = error
+        self._finished(job)
+
+    def _finished(self, job: Job) -> None:
+        job._touch()
+        self._jobs.move_to_end(job.job_id)
+        self._evict()
+        for hook in self._finished_hooks:
+            hook(job)
+
+    def _evict(self) -> None:
+        finished = [key for key, job in self._jobs.items() if job.terminal]
+        for key in finished[: max(0, len(finished) - self._retained)]:
+            del self._jobs[key]
+
+    # --- waiting ------------------------------------------------------------------------------
+
+    async def wait(self, job: Job, timeout_s: float) -> bool:
+        """Until the job is terminal (True) or `timeout_s` passes (False)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not job.terminal:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(job._changed.wait(), remaining)
+            except TimeoutError:
+                return job.terminal
+        return True
+
+    async def changes(self, job: Job, heartbeat_s: float) -> AsyncIterator[JobStatus | None]:
+        """The job's status now and after every change until it is terminal; None when nothing
+        changed for `heartbeat_s` (so a stream can send a keep-alive)."""
+        while True:
+            changed = job._changed
+            yield job.status()
+            if job.terminal:
+                return
+            try:
+                await asyncio.wait_for(changed.wait(), heartbeat_s)
+            except TimeoutError:
+                yield None
+
+
+def convert_response(
+    result: DocumentResult, *, source_key: SourceKey, source: str | None, file_size: int
+) -> ConvertResponse:
+    """The guide's answer for a result: `success` for a completed or partial document."""
+    metadata = ConvertMetadata(
+        **{source_key: source},
+        file_size=file_size,
+        pages_processed=len(result.page_texts),
+        fallback_pages=result.fallback_pages,
+    )
+    if result.status == "failed":
+        error = result.error
+        return ConvertResponse(
+            status="error",
+            format=result.output_format,
+            content=None,
+            error=FAILED_TO_PARSE,
+            error_code=error.code if error else "internal",
+            error_detail=error.message if error else None,
+            metadata=metadata,
+        )
+    return ConvertResponse(
+        status="success",
+        format=result.output_format,
+        content=result.content,
+        error=None,
+        metadata=metadata,
+    )

@@ -1,0 +1,285 @@
+"""The OpenAPI 3.1 document of the API, built from the pydantic models (`connectors.api.models`),
+and the Swagger UI page that renders it from assets of an installed package (no CDN).
+
+OpenAPI 3.1 uses JSON Schema 2020-12, which is what `model_json_schema` writes, so the models'
+schemas go into `components/schemas` unchanged. The multipart forms are written out here: they
+are the guide's form fields, not a model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from connectors.api.models import (
+    ConvertResponse,
+    ConvertUrlRequest,
+    ErrorResponse,
+    HealthResponse,
+    JobAccepted,
+    JobStatus,
+    JobUrlRequest,
+    ReadyResponse,
+)
+from schemas.options import MAX_ATTEMPTS_LIMIT
+
+__all__ = ["DOCS_HTML", "build_openapi", "swagger_ui_dir"]
+
+_REQUESTS: tuple[type[BaseModel], ...] = (ConvertUrlRequest, JobUrlRequest)
+_RESPONSES: tuple[type[BaseModel], ...] = (
+    ConvertResponse,
+    ErrorResponse,
+    HealthResponse,
+    ReadyResponse,
+    JobAccepted,
+    JobStatus,
+)
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(ErrorResponse, description)
+
+
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds"}}
+
+
+def _unavailable(description: str) -> dict[str, Any]:
+    return {**_error(description), "headers": _RETRY_AFTER}
+
+
+def _form(*, callback: bool) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "file": {"type": "string", "format": "binary", "description": "PDF or image"},
+        "output_format": {"type": "string", "enum": ["markdown", "text"], "default": "markdown"},
+        "max_page_retries": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_LIMIT},
+        "skip_cross_page_merge": {"type": "boolean"},
+    }
+    if callback:
+        properties["callback_url"] = {"type": "string", "description": "POSTed the final status"}
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "required": ["file"], "properties": properties}
+            }
+        },
+    }
+
+
+_INPUT_ERRORS = {
+    "400": _error("Unsupported type or extension, empty document, refused or unreadable URL"),
+    "401": _error("Missing or wrong API key"),
+    "413": _error("Document larger than the upload limit"),
+    "422": _error("Invalid fields, too many pages, corrupt or encrypted document"),
+    "503": _unavailable("Saturated, or no vLLM / Kafka to convert with"),
+}
+_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_NOT_FOUND = {"401": _error("Missing or wrong API key"), "404": _error("Unknown job")}
+_PUBLIC: list[dict[str, list[str]]] = []
+#: One server-sent event of a job's stream.
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "id": {"type": "string"},
+        "event": {"type": "string", "enum": ["progress", "completed", "failed"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
+
+
+def _paths() -> dict[str, Any]:
+    convert_ok = _json(ConvertResponse, "Converted, or failed with status 'error'")
+    return {
+        "/convert/file": {
+            "post": {
+                "summary": "Convert an uploaded PDF or image (the deployment guide's API)",
+                "operationId": "convert_file",
+                "requestBody": _form(callback=False),
+                "responses": {
+                    "200": convert_ok,
+                    **_INPUT_ERRORS,
+                    "504": _error("No result in time"),
+                },
+            }
+        },
+        "/convert/url": {
+            "post": {
+                "summary": "Convert a document at an http(s) URL (the deployment guide's API)",
+                "operationId": "convert_url",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(ConvertUrlRequest)}},
+                },
+                "responses": {
+                    "200": convert_ok,
+                    **_INPUT_ERRORS,
+                    "504": _error("No result in time"),
+                },
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Liveness and vLLM's health (no key needed)",
+                "operationId": "health",
+                "security": _PUBLIC,
+                "responses": {"200": _json(HealthResponse, "The API answers")},
+            }
+        },
+        "/ready": {
+            "get": {
+                "summary": "Readiness for a load balancer (no key needed)",
+                "operationId": "ready",
+                "security": _PUBLIC,
+                "responses": {
+                    "200": _json(ReadyResponse, "Ready to take work"),
+                    "503": _json(ReadyResponse, "Not ready: see checks"),
+                },
+            }
+        },
+        "/models": {
+            "get": {
+                "summary": "The models vLLM serves (its /v1/models answer)",
+                "operationId": "models",
+                "responses": {
+                    "200": {
+                        "description": "vLLM's answer",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "401": _error("Missing or wrong API key"),
+                    "502": _error("vLLM answered with an error"),
+                    "503": _unavailable("vLLM not configured or not reachable"),
+                },
+            }
+        },
+        "/v1/jobs": {
+            "post": {
+                "summary": "Submit a conversion job: an upload (multipart) or a URL (JSON)",
+                "operationId": "submit_job",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        **_form(callback=True)["content"],
+                        "application/json": {"schema": _ref(JobUrlRequest)},
+                    },
+                },
+                "responses": {"202": _json(JobAccepted, "Accepted"), **_INPUT_ERRORS},
+            }
+        },
+        "/v1/jobs/{job_id}": {
+            "get": {
+                "summary": "A job's status, pages done and total, and its result when completed",
+                "operationId": "job_status",
+                "parameters": [_JOB_ID],
+                "responses": {"200": _json(JobStatus, "The job"), **_NOT_FOUND},
+            }
+        },
+        "/v1/jobs/{job_id}/events": {
+            "get": {
+                "summary": "Server-sent events: `progress`, then `completed` or `failed`",
+                "operationId": "job_events",
+                "parameters": [_JOB_ID],
+                "responses": {
+                    "200": {
+                        "description": "Each event's data is the job's status (JobStatus)",
+                        "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+                    },
+                    **_NOT_FOUND,
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "operationId": "metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": _error("Missing or wrong API key"),
+                },
+            }
+        },
+    }
+
+
+def build_openapi(*, version: str, auth: bool) -> dict[str, Any]:
+    """The OpenAPI document; `auth` adds the API-key schemes to every operation but health."""
+    pairs = [(m, "validation") for m in _REQUESTS] + [(m, "serialization") for m in _RESPONSES]
+    _, top = models_json_schema(pairs, ref_template="#/components/schemas/{model}")  # type: ignore[arg-type]
+    components: dict[str, Any] = {"schemas": top.get("$defs", {})}
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "OCRFlux Stream API",
+            "version": version,
+            "description": "PDFs and images to Markdown or plain text with OCRFlux-3B. The "
+            "deployment guide's endpoints, plus asynchronous jobs with progress and callbacks.",
+        },
+        "paths": _paths(),
+        "components": components,
+    }
+    if auth:
+        components["securitySchemes"] = {
+            "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "Bearer": {"type": "http", "scheme": "bearer"},
+        }
+        document["security"] = [{"ApiKey": []}, {"Bearer": []}]
+    else:
+        for item in document["paths"].values():
+            for operation in item.values():
+                operation["responses"].pop("401", None)
+                operation.pop("security", None)
+    return document
+
+
+def swagger_ui_dir() -> Path:
+    """The Swagger UI assets of the installed `swagger-ui-py` package (never fetched)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("swagger-ui-py is not installed: pip install swagger-ui-py")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "static"
+    if not (folder / "swagger-ui-bundle.js").is_file():
+        raise RuntimeError(f"no Swagger UI assets in {folder}")
+    return folder
+
+
+# Relative URLs, so the page also works behind a path prefix. validatorUrl: null keeps Swagger UI
+# from sending the document to its public validator (no network besides this server).
+DOCS_HTML = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>OCRFlux Stream API</title>
+  <link rel="stylesheet" href="docs/static/swagger-ui.css">
+  <link rel="icon" href="docs/static/favicon-32x32.png">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="docs/static/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({
+      url: "openapi.json",
+      dom_id: "#swagger-ui",
+      deepLinking: true,
+      validatorUrl: null,
+      presets: [SwaggerUIBundle.presets.apis],
+      layout: "BaseLayout"
+    });
+  </script>
+</body>
+</html>
+"""

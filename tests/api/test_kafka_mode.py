@@ -1,0 +1,87 @@
+"""Kafka mode: a job submitted to one API instance is followed to completion on another, with a
+worker of the stream processor doing the work (the session's real Kafka broker)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.api.fixtures import ApiProcess
+from tests.scenarios import REPORT_TEXT, register, twelve_page_report
+from tests.streams.fixtures import Pipeline
+
+pytestmark = pytest.mark.kafka
+
+DEADLINE_S = 180.0
+
+
+async def test_job_submitted_to_one_instance_completes_on_another(
+    pipeline: Pipeline, api_servers: Callable[..., ApiProcess]
+) -> None:
+    case = twelve_page_report()
+    register(pipeline.server, case)
+    env = pipeline.env(OCRFLUX_MODE="kafka")
+    first = api_servers("api-a", **env)
+    second = api_servers("api-b", **env)
+    pipeline.start_worker("worker")
+    async with aiohttp.ClientSession() as http:
+        form = aiohttp.FormData()
+        form.add_field("file", case.data, filename=case.name)
+        async with http.post(f"{first.url}/v1/jobs", data=form) as response:
+            accepted = await response.json()
+            assert response.status == 202, accepted
+        job_id = accepted["job_id"]
+        # The other instance knows the job at once (it catches up with the topics first).
+        async with http.get(f"{second.url}/v1/jobs/{job_id}") as response:
+            assert response.status == 200
+            assert (await response.json())["status"] in ("queued", "running", "completed")
+        events: list[tuple[str, dict[str, Any]]] = []
+        async with http.get(f"{second.url}/v1/jobs/{job_id}/events") as response:
+            name = ""
+            async for raw in response.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    name = line[len("event: ") :]
+                elif line.startswith("data: "):
+                    events.append((name, json.loads(line[len("data: ") :])))
+        assert events[-1][0] == "completed", events
+        status = await _until_done(http, f"{second.url}/v1/jobs/{job_id}")
+        assert status["status"] == "completed"
+        assert status["pages_done"] == status["pages_total"] == 12
+        assert status["result"]["content"] == REPORT_TEXT
+        assert status["result"]["metadata"] == {
+            "filename": case.name,
+            "file_size": len(case.data),
+            "pages_processed": 12,
+            "fallback_pages": [],
+        }
+        # The guide's synchronous endpoint works in kafka mode too, on either instance.
+        form = aiohttp.FormData()
+        form.add_field("file", case.data, filename="again.pdf")
+        form.add_field("output_format", "text")
+        async with http.post(f"{second.url}/convert/file", data=form) as response:
+            answer = await response.json()
+        assert answer["status"] == "success" and answer["format"] == "text"
+        assert "Annual Report" in answer["content"] and "<table" not in answer["content"]
+        async with http.get(f"{first.url}/health") as response:
+            health = await response.json()
+        assert health["mode"] == "kafka" and health["engine"] == "workers"
+    submitted = {record.doc_id for record in pipeline.records("documents")}
+    assert job_id in submitted and len(submitted) == 2  # the job, and the text conversion
+
+
+async def _until_done(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        async with http.get(url) as response:
+            status = await response.json()
+        if status["status"] in ("completed", "failed"):
+            return status
+        assert time.monotonic() < deadline, status
+        await asyncio.sleep(0.1)  # poll interval on the job's status
