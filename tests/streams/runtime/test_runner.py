@@ -1,0 +1,97 @@
+"""The role runner on the real broker: records in hand finish before their partition moves, so
+a rebalance hands every record to exactly one member; commits follow the work."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+import pytest
+from aiokafka import ConsumerRecord
+from confluent_kafka import Producer as SyncProducer
+
+from connectors.kafka_config import KafkaSettings, ensure_topics
+from streams.runtime.clients import Producer, client_options
+from streams.runtime.runner import RoleRunner
+
+pytestmark = pytest.mark.kafka
+
+RECORDS = 40
+
+
+async def _until(condition, timeout_s: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)  # poll interval
+
+
+async def test_rebalance_hands_each_record_to_exactly_one_member(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    settings = KafkaSettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        ocrflux_topic_prefix=unique_name,
+        kafka_topic_partitions=4,
+    )
+    ensure_topics(settings)
+    topic = settings.topics.pages
+    sync = SyncProducer({"bootstrap.servers": kafka_bootstrap})
+    for n in range(RECORDS):
+        sync.produce(topic, key=f"k{n}".encode(), value=str(n).encode(), partition=n % 4)
+    assert sync.flush(30) == 0
+
+    handled: dict[str, list[int]] = collections.defaultdict(list)
+    release = asyncio.Event()
+
+    def handler_for(name: str):  # type: ignore[no-untyped-def]
+        async def handle(record: ConsumerRecord[bytes, bytes]) -> None:
+            handled[name].append(int(record.value or b"-1"))
+            if name == "a" and len(handled["a"]) == 1:
+                await release.wait()  # in hand while the second member joins
+
+        return handle
+
+    producer = Producer(settings, client_id="runner-test")
+    await producer.start()
+    options = {
+        **client_options(settings),
+        "session_timeout_ms": 10000,
+        "heartbeat_interval_ms": 1000,
+    }
+    runners = {
+        name: RoleRunner(
+            name,
+            topic=topic,
+            group_id=f"{unique_name}.test",
+            handler=handler_for(name),
+            producer=producer,
+            consumer_options=options,
+            concurrency=1,
+            drain_timeout_s=30,
+            commit_interval_s=0.2,
+        )
+        for name in ("a", "b")
+    }
+    tasks = {"a": asyncio.create_task(runners["a"].run())}
+    try:
+        await _until(lambda: len(handled["a"]) >= 1)
+        tasks["b"] = asyncio.create_task(runners["b"].run())
+        # The join revokes a's partitions: a now waits for the record it holds to finish.
+        await _until(lambda: not runners["a"].assigned)
+        assert not release.is_set() and len(handled["b"]) == 0
+        release.set()
+        await _until(lambda: runners["b"].rebalanced)
+        await _until(lambda: len(handled["a"]) + len(handled["b"]) >= RECORDS)
+        assert runners["a"].assigned and runners["b"].assigned
+        assert runners["a"].assigned.isdisjoint(runners["b"].assigned)
+    finally:
+        release.set()
+        for runner in runners.values():
+            runner.stop()
+        await asyncio.gather(*tasks.values())
+        await producer.stop()
+
+    everything = handled["a"] + handled["b"]
+    assert sorted(everything) == list(range(RECORDS)), "a record was lost or handled twice"
+    assert handled["b"], "the second member took no partition"
