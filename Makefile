@@ -32,8 +32,10 @@ run: setup ## the pipeline end to end on examples/: broker, worker, submit, Mark
 test: setup ## run the test suite (starts and stops its own Kafka broker unless KAFKA_BOOTSTRAP_SERVERS is set)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: setup ## ruff check
+lint: setup ## ruff check and format check, mypy on the packages
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy ocrflux schemas streams connectors deploy
 
 .PHONY: schemas
 schemas: setup ## write the JSON Schema of every topic record to schemas/json/ (a test fails when stale)

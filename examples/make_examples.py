@@ -168,7 +168,9 @@ def scanned_letter(seed: int = 11) -> bytes:
             y += 28
         pixmap = page.get_pixmap(dpi=150)
         image = Image.open(io.BytesIO(pixmap.tobytes("png"))).convert("L")
-        image = image.rotate(rng.uniform(-0.6, 0.6), fillcolor=255, resample=Image.BICUBIC)
+        image = image.rotate(
+            rng.uniform(-0.6, 0.6), fillcolor=255, resample=Image.Resampling.BICUBIC
+        )
         noise = Image.effect_noise(image.size, 18).filter(ImageFilter.GaussianBlur(0.6))
         image = Image.blend(image, noise, 0.08)
         out = io.BytesIO()

@@ -30,7 +30,7 @@ from streams.metrics import WorkerMetrics
 from streams.outbox import Blobs, Outbox
 from streams.recognize import recognize_record
 from streams.runtime.clients import Producer, client_options
-from streams.runtime.runner import RoleRunner
+from streams.runtime.runner import Handler, RoleRunner
 from streams.runtime.table import ChangelogTable
 from streams.settings import WorkerSettings
 from streams.split_agent import SplitHandler
@@ -101,13 +101,20 @@ def build_pipeline(
     prefix = settings.ocrflux_topic_prefix
     outbox = Outbox(producer, settings)
     options = consumer_options(settings)
-    common = {
-        "producer": producer,
-        "consumer_options": options,
-        "drain_timeout_s": settings.ocrflux_drain_timeout_s,
-    }
     runners: list[RoleRunner] = []
     background: list[Any] = []
+
+    def runner(role: str, topic: str, handler: Handler, **extra: Any) -> RoleRunner:
+        return RoleRunner(
+            role,
+            topic=topic,
+            group_id=f"{prefix}.{role}",
+            handler=handler,
+            producer=producer,
+            consumer_options=options,
+            drain_timeout_s=settings.ocrflux_drain_timeout_s,
+            **extra,
+        )
 
     if "split" in roles:
         splitter = SplitHandler(settings, outbox, blobs, metrics)
@@ -115,11 +122,7 @@ def build_pipeline(
         async def split(record: ConsumerRecord[bytes, bytes]) -> None:
             await splitter.handle(record.key, record.value or b"", where=_where(record))
 
-        runners.append(
-            RoleRunner(
-                "split", topic=names.documents, group_id=f"{prefix}.split", handler=split, **common
-            )
-        )
+        runners.append(runner("split", names.documents, split))
 
     if "recognize" in roles:
 
@@ -129,13 +132,11 @@ def build_pipeline(
             )
 
         runners.append(
-            RoleRunner(
+            runner(
                 "recognize",
-                topic=names.pages,
-                group_id=f"{prefix}.recognize",
-                handler=recognize,
+                names.pages,
+                recognize,
                 concurrency=settings.ocrflux_recognize_concurrency,
-                **common,
             )
         )
 
@@ -152,14 +153,8 @@ def build_pipeline(
             table.drop(partitions)
 
         runners.append(
-            RoleRunner(
-                "assemble",
-                topic=names.page_results,
-                group_id=f"{prefix}.assemble",
-                handler=handler.handle,
-                on_assign=restore,
-                on_revoke=drop,
-                **common,
+            runner(
+                "assemble", names.page_results, handler.handle, on_assign=restore, on_revoke=drop
             )
         )
 

@@ -145,7 +145,7 @@ class _PagesView(Mapping[int, PageResult]):
         entry = self._store.get(page_key(self._state.doc_id, page))
         if entry is None:
             raise KeyError(page)
-        return entry.result  # type: ignore[no-any-return]
+        return entry.result
 
     def __iter__(self) -> Iterator[int]:
         info = self._state.info

@@ -34,7 +34,7 @@ class _JobsCollector(Collector):
     def __init__(self, store: JobStore) -> None:
         self._store = store
 
-    def collect(self) -> list[GaugeMetricFamily]:  # type: ignore[override]
+    def collect(self) -> list[GaugeMetricFamily]:
         family = GaugeMetricFamily("ocrflux_api_jobs", "Jobs known by state", labels=["state"])
         for state, count in self._store.counts().items():
             family.add_metric([state], count)

@@ -219,7 +219,7 @@ class RoleRunner:
         _log.info("%s: assigned %s partitions %s", self.name, self.topic, sorted(self.assigned))
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Listener(ConsumerRebalanceListener):
     def __init__(self, runner: RoleRunner) -> None:
         self._runner = runner
 
