@@ -36,7 +36,10 @@ class CoreSettings(BaseSettings):
         default=8192, description="Cap per generation, so a looping answer frees its GPU slot"
     )
     vllm_max_inflight: int = Field(
-        default=128, ge=1, description="Requests in flight per vLLM server from this process"
+        default=256,
+        ge=1,
+        description="Requests in flight per vLLM server from this process "
+        "(at least the pages a worker holds, see OCRFLUX_RECOGNIZE_CONCURRENCY)",
     )
     vllm_retry_budget_s: float = Field(
         default=120.0, ge=0, description="Total wait on transport errors before a task fails"

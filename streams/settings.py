@@ -23,14 +23,17 @@ class WorkerSettings(KafkaSettings, BlobSettings, CoreSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
 
     ocrflux_worker_id: str = Field(default_factory=_worker_id)
+    # A GPU slot that frees up should find the next request waiting: keep the pages in hand
+    # above the vLLM batch size (start_vllm_a100.sh: MAX_NUM_SEQS 256) divided by the workers.
+    # Each page in hand holds its PNG (about 0.1-0.5 MB).
     ocrflux_recognize_concurrency: int = Field(
-        default=64,
+        default=256,
         ge=1,
-        description="Pages one worker recognizes at once (keep it at least "
-        "the GPU's batch size divided by the number of workers)",
+        description="Pages one worker recognizes at once (keep it above the GPU's batch size "
+        "divided by the number of workers)",
     )
     ocrflux_merge_concurrency: int = Field(
-        default=64, ge=1, description="Merge-detection and table-merge calls at once"
+        default=128, ge=1, description="Merge-detection and table-merge calls at once"
     )
     ocrflux_split_outstanding: int = Field(
         default=8, ge=1, description="Page records the splitter lets wait for delivery"
