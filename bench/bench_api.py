@@ -25,8 +25,11 @@ from typing import Any
 
 import aiohttp
 
+from bench.report import write_section
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
-SECTION = "## HTTP API: 50 concurrent uploads"
+TITLE = "HTTP API: 50 concurrent uploads"
+SECTION = f"## {TITLE}"
 
 
 @dataclass
@@ -173,21 +176,6 @@ def section(figures: dict[str, Any]) -> str:
     )
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) the section in BENCHMARKS.md, keeping every other section."""
-    if not BENCHMARKS.exists():
-        BENCHMARKS.write_text("# Benchmarks\n\n" + text)
-        return
-    current = BENCHMARKS.read_text()
-    start = current.find(SECTION)
-    if start < 0:
-        BENCHMARKS.write_text(current.rstrip("\n") + "\n\n" + text)
-        return
-    end = current.find("\n## ", start + len(SECTION))
-    rest = current[end + 1 :] if end >= 0 else ""
-    BENCHMARKS.write_text(current[:start] + text + ("\n" + rest if rest else ""))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--uploads", type=int, default=50)
@@ -199,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(figures)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(TITLE, text.removeprefix(SECTION))
     return 0 if figures["ok"] == figures["uploads"] else 1
 
 

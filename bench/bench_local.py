@@ -34,6 +34,7 @@ from pathlib import Path
 import pymupdf
 
 from bench.metrics import levenshtein, normalise
+from bench.report import BENCHMARKS, write_section
 from ocrflux.engines.local import cpu_count, open_local_engine
 from ocrflux.ocr import MODEL_ID
 from ocrflux.render import RenderedPage, open_document
@@ -50,8 +51,8 @@ from tests.ocrflux.docgen import (
 DEBIAN_PACKAGE = "debian-reference-en"
 DEBIAN_PDF = Path("/usr/share/debian-reference/debian-reference.en.pdf")
 FONT_PACKAGES = ("fonts-dejavu-core", "fonts-liberation")
-BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-SECTION = "## Local engine quality"
+TITLE = "Local engine quality"
+SECTION = f"## {TITLE}"
 GOAL_A, GOAL_B = 0.03, 0.05
 SIZES = (9, 10, 11, 12, 14)
 DPI = 150
@@ -281,21 +282,6 @@ def report(
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) the section in BENCHMARKS.md, keeping every other section."""
-    if not BENCHMARKS.exists():
-        BENCHMARKS.write_text("# Benchmarks\n\n" + text)
-        return
-    current = BENCHMARKS.read_text()
-    start = current.find(SECTION)
-    if start < 0:
-        BENCHMARKS.write_text(current.rstrip("\n") + "\n\n" + text)
-        return
-    end = current.find("\n## ", start + len(SECTION))
-    rest = current[end + 1 :] if end >= 0 else ""
-    BENCHMARKS.write_text(current[:start] + text + ("\n" + rest if rest else ""))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--generated", type=int, default=30, help="pages of corpus (a)")
@@ -317,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(a, b, note, costs, generated_text_layer_cost(20))
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(TITLE, text.removeprefix(SECTION))
         print(f"written to {BENCHMARKS}", file=sys.stderr)
     missed = a.cer > GOAL_A or (b is not None and b.cer > GOAL_B)
     return 1 if missed else 0
