@@ -36,9 +36,6 @@ _POLL_S = 0.1
 # The broker holds an empty fetch this long (default 500 ms): it bounds how long the end of a
 # partition takes to be noticed, at a few small requests per second while following.
 _FETCH_WAIT_MS = 100
-# The broker holds an empty fetch this long (default 500 ms): it bounds how long the end of a
-# partition takes to be noticed, at a few small requests per second while following.
-_FETCH_WAIT_MS = 100
 #: How often topics missing at the start are looked up again.
 _TOPIC_RECHECK_S = 2.0
 

@@ -110,7 +110,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[SERVICE] = service
     mode: DirectMode | KafkaMode
     if settings.ocrflux_mode == "kafka":
-        mode = KafkaMode(settings, store)
+        mode = KafkaMode(settings, store, callbacks)
         await mode.open()
     else:
         mode = DirectMode(settings, store, vllm, executor, metrics)

@@ -4,8 +4,10 @@ A callback is delivered when the receiver answers 2xx. Anything else (another st
 refused connection, a timeout) is retried after 1x, 2x, 4x... `backoff_s` (capped at
 `MAX_BACKOFF_S`, with jitter), at most `attempts` times in all. The URL goes through the same
 SSRF guard as `/convert/url`, at submission and again on every attempt (after DNS resolution).
-Callbacks are sent by the instance that accepted the job; pending ones are abandoned when the
-instance stops (logged).
+In direct mode callbacks are sent by the instance that converts the job, and pending ones are
+abandoned when it stops (logged). In kafka mode the callback of a submission travels with the
+document and any instance sends it (`callback_relay.py`); only a URL added by a later submission
+of a document already under way is sent by the instance that took that submission.
 """
 
 from __future__ import annotations
@@ -49,12 +51,23 @@ class CallbackSender:
             self.send(url, job)
 
     def send(self, url: str, job: Job) -> asyncio.Task[bool]:
-        task = asyncio.create_task(self._deliver(url, json_body(job.status())))
+        """Deliver in the background (`close` abandons what is still pending)."""
+        task = asyncio.create_task(self.deliver(url, job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _deliver(self, url: str, body: dict[str, object]) -> bool:
+    def longest_delivery_s(self) -> float:
+        """How long one delivery can take: every attempt timing out, every backoff waited."""
+        waits = sum(
+            min(MAX_BACKOFF_S, self._backoff_s * 2 ** (attempt - 1)) * 1.1
+            for attempt in range(1, self._attempts)
+        )
+        return self._attempts * self._timeout_s + waits
+
+    async def deliver(self, url: str, job: Job) -> bool:
+        """POST the job's status until a 2xx answer or the attempts run out (False)."""
+        body = json_body(job.status())
         for attempt in range(1, self._attempts + 1):
             try:
                 status = await self._http.post_json(url, body, timeout_s=self._timeout_s)

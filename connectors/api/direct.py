@@ -35,6 +35,7 @@ _log = logging.getLogger(__name__)
 
 class DirectMode:
     name = "direct"
+    relays_callbacks = False
 
     def __init__(
         self,

@@ -7,8 +7,12 @@ any instance answers for any job: nothing pins a job to the instance that accept
 for a job this instance has not seen yet first waits (briefly) until its reader has caught up
 with the topics' current ends, so a job submitted elsewhere a moment ago is found.
 
-Both Kafka clients are confluent-kafka's, as in the SDK: the producer is polled by a thread of
-its own and the reader runs in another, handing decoded records to the event loop in batches.
+A submission's callback URL travels with the document request (its metadata) and comes back on
+the result, where the API instances' callback relay sends it (`callback_relay.py`).
+
+The submitting and reading clients are confluent-kafka's, as in the SDK: the producer is polled
+by a thread of its own and the reader runs in another, handing decoded records to the event loop
+in batches.
 Records are encoded and decoded by `schemas.records` only.
 """
 
@@ -32,6 +36,8 @@ from confluent_kafka import (
 )
 
 from connectors._tail import decode_value
+from connectors.api.callback_relay import CALLBACK_METADATA_KEY, CallbackRelay
+from connectors.api.callbacks import CallbackSender
 from connectors.api.errors import Unavailable
 from connectors.api.jobs import Job, JobStore
 from connectors.api.service import Submission
@@ -58,8 +64,9 @@ _START_TIMEOUT_S = 60.0
 
 class KafkaMode:
     name = "kafka"
+    relays_callbacks = True
 
-    def __init__(self, settings: ApiSettings, store: JobStore) -> None:
+    def __init__(self, settings: ApiSettings, store: JobStore, callbacks: CallbackSender) -> None:
         self._settings = settings
         self._topics = settings.topics
         self._store = store
@@ -72,6 +79,8 @@ class KafkaMode:
         self._blobs = open_blob_store(settings=settings)
         self._fetcher = BlobFetcher(settings, stores=(self._blobs,))
         self._resolving: set[asyncio.Task[None]] = set()
+        self._relay = CallbackRelay(settings, callbacks, self, store)
+        self._relaying: asyncio.Task[None] | None = None
         self.caught_up = False
         store.on_finished(lambda job: self._mine.discard(job.job_id))
 
@@ -98,8 +107,13 @@ class KafkaMode:
         self.caught_up = await self.catch_up(timeout_s=_START_TIMEOUT_S + 30)
         if not self._threads[1].is_alive():
             raise Unavailable("the Kafka reader stopped at start", code="kafka_unavailable")
+        self._relaying = asyncio.create_task(self._relay.run(), name="ocrflux-api-callbacks")
+        self._relaying.add_done_callback(_log_end)
 
     async def close(self) -> None:
+        if self._relaying is not None:
+            self._relay.stop()
+            await asyncio.gather(self._relaying, return_exceptions=True)
         self._stop.set()
         for thread in self._threads:
             await asyncio.to_thread(thread.join, 10)
@@ -134,6 +148,9 @@ class KafkaMode:
         else:
             name = submission.source.rsplit("/", 1)[-1] if submission.source else job.job_id
             source = {"content_ref": await self._blobs.put(data, name or job.job_id)}
+        metadata = {"source_key": submission.source_key, "file_size": str(len(data))}
+        if submission.callback_url:
+            metadata[CALLBACK_METADATA_KEY] = submission.callback_url
         request = DocumentRequest(
             doc_id=job.job_id,
             content_sha256=submission.sha256,
@@ -141,7 +158,7 @@ class KafkaMode:
             filename=submission.source,
             content_type=_content_type(data),
             options=submission.options,
-            metadata={"source_key": submission.source_key, "file_size": str(len(data))},
+            metadata=metadata,
             **source,
         )
         queued = ProgressEvent(doc_id=job.job_id, stage="queued")
@@ -171,6 +188,7 @@ class KafkaMode:
 
     async def ready(self) -> dict[str, bool]:
         alive = all(thread.is_alive() for thread in self._threads) and bool(self._threads)
+        alive = alive and self._relaying is not None and not self._relaying.done()
         return {"kafka": alive, "caught_up": self.caught_up, "capacity": not self.saturated()}
 
     async def catch_up(self, timeout_s: float) -> bool:
@@ -313,6 +331,11 @@ class KafkaMode:
             self._store.fail(job, ErrorInfo(code="fetch_failed", message=str(exc)))
             return
         self._store.finish(job, result)
+
+
+def _log_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("the callback relay stopped", exc_info=task.exception())
 
 
 def _settle(future: asyncio.Future[None], error: object) -> None:

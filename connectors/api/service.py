@@ -41,6 +41,8 @@ class Submission:
 
 class Mode(Protocol):
     name: str
+    #: The mode sends a submission's callback itself (kafka mode: from any instance).
+    relays_callbacks: bool
 
     def engine_for(self, submission: Submission) -> str:
         """The engine that would convert it now (part of the cache key); may raise a 503."""
@@ -98,7 +100,9 @@ class JobService:
         if mode.saturated():
             self.metrics.saturated.inc()
             raise Saturated("the conversion pipeline is saturated; retry later", self.retry_after_s)
-        job = self.store.add(self._new_job(job_id, submission))
+        job = self.store.add(
+            self._new_job(job_id, submission, local_callback=not mode.relays_callbacks)
+        )
         await mode.start(job, submission)
         return job
 
@@ -114,14 +118,15 @@ class JobService:
         self.store.finish(job, cached)
         return job
 
-    def _new_job(self, job_id: str, submission: Submission) -> Job:
+    def _new_job(self, job_id: str, submission: Submission, local_callback: bool = True) -> Job:
+        callback = submission.callback_url if local_callback else None
         return Job(
             job_id=job_id,
             output_format=submission.options.output_format,
             source_key=submission.source_key,
             source=submission.source,
             file_size=len(submission.data),
-            callback_urls=[submission.callback_url] if submission.callback_url else [],
+            callback_urls=[callback] if callback else [],
         )
 
     def _add_callback(self, job: Job, url: str | None) -> None:

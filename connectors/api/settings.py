@@ -88,6 +88,9 @@ class ApiSettings(KafkaSettings, BlobSettings, CoreSettings):
         default=1.0, gt=0, description="First callback retry delay; doubles each time"
     )
     ocrflux_callback_timeout_s: float = Field(default=10.0, gt=0)
+    ocrflux_callback_concurrency: int = Field(
+        default=64, ge=1, description="Kafka mode: callbacks one instance delivers at once"
+    )
     redis_url: SecretStr | None = Field(default=None, description="Result cache; unset: LRU")
     ocrflux_cache_entries: int = Field(default=256, ge=0, description="In-process LRU size")
     ocrflux_cache_ttl_s: int = Field(default=7 * 86400, ge=1, description="Redis entries' TTL")

@@ -44,7 +44,7 @@ class RoleRunner:
         topic: str,
         group_id: str,
         handler: Handler,
-        producer: Producer,
+        producer: Producer | None,
         consumer_options: dict[str, Any],
         concurrency: int = 1,
         commit_interval_s: float = 1.0,
@@ -153,7 +153,8 @@ class RoleRunner:
         }
         if not positions:
             return
-        await self._producer.flush()  # everything these records caused is on Kafka first
+        if self._producer is not None:
+            await self._producer.flush()  # everything these records caused is on Kafka first
         try:
             await self._consumer.commit(
                 {TopicPartition(self.topic, p): pos for p, pos in positions.items()}

@@ -1,5 +1,6 @@
-"""Kafka mode: a job submitted to one API instance is followed to completion on another, with a
-worker of the stream processor doing the work (the session's real Kafka broker)."""
+"""Kafka mode: a job submitted to one API instance is followed to completion on another, and its
+callback is sent even when the instance that accepted it is gone; a worker of the stream
+processor does the work (the session's real Kafka broker)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.api.fixtures import ApiProcess
+from tests.api.fixtures import ApiProcess, Site
 from tests.scenarios import REPORT_TEXT, register, twelve_page_report
 from tests.streams.fixtures import Pipeline
 
@@ -74,6 +75,46 @@ async def test_job_submitted_to_one_instance_completes_on_another(
         assert health["mode"] == "kafka" and health["engine"] == "workers"
     submitted = {record.doc_id for record in pipeline.records("documents")}
     assert job_id in submitted and len(submitted) == 2  # the job, and the text conversion
+
+
+async def test_callback_is_sent_when_the_accepting_instance_died(
+    pipeline: Pipeline, api_servers: Callable[..., ApiProcess], web_site: Callable[[str], Site]
+) -> None:
+    case = twelve_page_report()
+    register(pipeline.server, case)
+    site = web_site("127.0.0.2")
+    env = pipeline.env(OCRFLUX_MODE="kafka", OCRFLUX_FETCH_ALLOW="127.0.0.2/32")
+    accepting = api_servers("api-a", **env)
+    other = api_servers("api-b", **env)
+    hook = f"{site.url}/callback"
+    async with aiohttp.ClientSession() as http:
+        first = await _submit(http, accepting, case.data, callback_url=hook)
+        # Gone before its document is even split: no instance has the job's result yet.
+        accepting.processes.kill(accepting.process)
+        pipeline.start_worker("worker")
+        calls = await asyncio.to_thread(site.wait_callbacks, 1, DEADLINE_S)
+        assert calls[0]["job_id"] == first["job_id"]
+        assert calls[0]["status"] == "completed"
+        assert calls[0]["result"]["content"] == REPORT_TEXT
+        assert calls[0]["result"]["metadata"]["pages_processed"] == 12
+        # The surviving instance's own submission is called back once, like the first.
+        second = await _submit(http, other, case.data, callback_url=hook, output_format="text")
+        calls = await asyncio.to_thread(site.wait_callbacks, 2, DEADLINE_S)
+    assert [call["job_id"] for call in calls] == [first["job_id"], second["job_id"]]
+    assert calls[1]["result"]["format"] == "text"
+
+
+async def _submit(
+    http: aiohttp.ClientSession, api: ApiProcess, data: bytes, **fields: str
+) -> dict[str, Any]:
+    form = aiohttp.FormData()
+    form.add_field("file", data, filename="report.pdf")
+    for name, value in fields.items():
+        form.add_field(name, value)
+    async with http.post(f"{api.url}/v1/jobs", data=form) as response:
+        accepted = await response.json()
+        assert response.status == 202, accepted
+    return dict(accepted)
 
 
 async def _until_done(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
