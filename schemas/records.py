@@ -114,6 +114,11 @@ class DocumentInfo(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
     reply_to: str | None = None
     submitted_at: float | None = None
+    submission: str | None = Field(
+        default=None,
+        description="Where the request was read (documents partition@offset): tells a new "
+        "submission of a document from a replay of the same one",
+    )
 
     @property
     def pages_total(self) -> int:

@@ -29,6 +29,7 @@ from streams.engine_pool import EnginePool
 from streams.metrics import WorkerMetrics
 from streams.outbox import Blobs, Outbox
 from streams.recognize import recognize_record
+from streams.result_reader import ResultReader
 from streams.runtime.clients import Producer, client_options
 from streams.runtime.runner import Handler, RoleRunner
 from streams.runtime.table import ChangelogTable
@@ -63,6 +64,7 @@ class Pipeline:
 
     runners: list[RoleRunner]
     background: list[Any] = field(default_factory=list)  # coroutine factories run alongside
+    closers: list[Any] = field(default_factory=list)  # coroutine factories run at the end
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(r.run(), name=r.name) for r in self.runners]
@@ -77,6 +79,8 @@ class Pipeline:
             for task in extra:
                 task.cancel()
             await asyncio.gather(*extra, return_exceptions=True)
+            for close in self.closers:
+                await close()
 
     def stop(self) -> None:
         for runner in self.runners:
@@ -103,6 +107,7 @@ def build_pipeline(
     options = consumer_options(settings)
     runners: list[RoleRunner] = []
     background: list[Any] = []
+    closers: list[Any] = []
 
     def runner(role: str, topic: str, handler: Handler, **extra: Any) -> RoleRunner:
         return RoleRunner(
@@ -120,7 +125,12 @@ def build_pipeline(
         splitter = SplitHandler(settings, outbox, blobs, metrics)
 
         async def split(record: ConsumerRecord[bytes, bytes]) -> None:
-            await splitter.handle(record.key, record.value or b"", where=_where(record))
+            await splitter.handle(
+                record.key,
+                record.value or b"",
+                where=_where(record),
+                submission=f"{record.partition}@{record.offset}",
+            )
 
         runners.append(runner("split", names.documents, split))
 
@@ -142,8 +152,10 @@ def build_pipeline(
 
     if "assemble" in roles:
         table = ChangelogTable(producer, names.assembly_state, decode_state, options)
+        results = ResultReader(names.results, options)
+        closers.append(results.close)
         handler = AssembleHandler(
-            settings, Assembler(table), table, outbox, engines, blobs, metrics
+            settings, Assembler(table), table, outbox, engines, blobs, metrics, results
         )
 
         async def restore(partitions: set[int]) -> None:
@@ -166,4 +178,4 @@ def build_pipeline(
 
         background.append(sweep_forever)
 
-    return Pipeline(runners, background)
+    return Pipeline(runners, background, closers)

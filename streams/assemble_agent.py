@@ -15,15 +15,17 @@ from pydantic import ValidationError
 from schemas.records import (
     PageDone,
     PairsDetected,
+    ProgressEvent,
     ResultRecord,
     TableMerged,
     decode,
     encode,
 )
-from streams.assembly import Assembler, DetectJob, Job
+from streams.assembly import Assembler, DetectJob, Job, Step
 from streams.engine_pool import EnginePool
 from streams.metrics import WorkerMetrics
 from streams.outbox import Blobs, Outbox
+from streams.result_reader import ResultReader
 from streams.runtime.table import ChangelogTable
 from streams.settings import WorkerSettings
 
@@ -42,8 +44,10 @@ class AssembleHandler:
         engines: EnginePool,
         blobs: Blobs,
         metrics: WorkerMetrics,
+        results: ResultReader,
     ) -> None:
         self.settings = settings
+        self.results = results
         self.assembler = assembler
         self.table = table
         self.outbox = outbox
@@ -72,17 +76,52 @@ class AssembleHandler:
             )
             return
         self.table.current_partition = message.partition
-        step = self.assembler.apply(
-            record, partition=message.partition, at=message.timestamp / 1000
-        )
+        at = message.timestamp / 1000
+        step = self.assembler.apply(record, partition=message.partition, at=at)
+        if step.resend is not None:
+            if await self._resend(step):
+                return
+            # The old result is gone: this submission is assembled anew from its pages, this
+            # page first (`_finished_already` asks for a resend on a submission's first page).
+            self.assembler.forget(record.doc_id)
+            step = self.assembler.apply(record, partition=message.partition, at=at)
         await self.table.sync()
         self.launch(step.jobs)
         if step.result is not None:
             delivery = await self._emit(step.result)
-            await delivery  # the result is durable before the document is marked done
-            self.assembler.mark_emitted(step)
+            done = await delivery  # the result is durable before the document is marked done
+            self.assembler.mark_emitted(step, (done.partition, done.offset))
             await self.table.sync()
         await self.outbox.progress(step.progress)
+
+    async def _resend(self, step: Step) -> bool:
+        """Answer a new submission of a finished document with its result, read back from the
+        results topic (with the new submission's metadata); False when it is not there."""
+        resend = step.resend
+        assert resend is not None
+        names = self.outbox.names
+        old = await self.results.read(resend.doc_id, resend.partition, resend.offset)
+        if old is None:
+            _log.warning(
+                "the result of %s is no longer at %s[%d]@%d; converting it again",
+                resend.doc_id,
+                names.results,
+                resend.partition,
+                resend.offset,
+            )
+            return False
+        info = resend.info
+        record = old.model_copy(update={"metadata": info.metadata, "reply_to": info.reply_to})
+        done = await (await self.outbox.send(names.results, resend.doc_id, record))
+        self.assembler.mark_resent(step, (done.partition, done.offset))
+        await self.table.sync()
+        _log.info("answered a new submission of %s with its result", resend.doc_id)
+        total = info.pages_total
+        event = ProgressEvent(
+            doc_id=resend.doc_id, stage=record.status, pages_done=total, pages_total=total
+        )
+        await self.outbox.progress(event)
+        return True
 
     async def _emit(self, result: ResultRecord) -> Awaitable[Any]:
         names = self.outbox.names

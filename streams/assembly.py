@@ -54,10 +54,15 @@ class DocState(BaseModel):
 
 
 class EmittedDoc(BaseModel):
-    """What stays of a document once its result is out: enough to ignore late copies."""
+    """What stays of a document once its result is out: enough to ignore late copies, and to
+    answer a new submission of the same document with the result already on the results topic
+    (where it is, and the last submission answered)."""
 
     kind: Literal["emitted_doc"] = "emitted_doc"
     status: str
+    submission: str | None = None
+    result_partition: int | None = None
+    result_offset: int | None = None
 
 
 class StoredPage(BaseModel):
@@ -124,6 +129,17 @@ class TableJob:
 Job = DetectJob | TableJob
 
 
+@dataclass(frozen=True)
+class Resend:
+    """Send the document's result again, found at `partition`/`offset` of the results topic, as
+    the answer to a new submission (its metadata and reply address replace the old ones)."""
+
+    doc_id: str
+    partition: int
+    offset: int
+    info: DocumentInfo
+
+
 @dataclass
 class Step:
     """What applying one record asks the agent to do."""
@@ -132,6 +148,8 @@ class Step:
     result: ResultRecord | None = None
     progress: ProgressEvent | None = None
     finished_keys: list[str] = field(default_factory=list)
+    resend: Resend | None = None
+    submission: str | None = None  # of the result or resend: the one its marker will name
 
 
 class _PagesView(Mapping[int, PageResult]):
@@ -168,7 +186,7 @@ class Assembler:
         """Apply one page-results record; `at` is the record's timestamp (replays repeat it)."""
         state = self.store.get(record.doc_id)
         if isinstance(state, EmittedDoc):
-            return Step()  # a late copy or a resubmission of a finished document
+            return self._finished_already(state, record)
         if isinstance(record, PageDone):
             if state is None:
                 state = DocState(
@@ -193,6 +211,27 @@ class Assembler:
         state.usage.add(record.usage.prompt_tokens, record.usage.completion_tokens)
         self.store[state.doc_id] = state
         return self._advance(state, at)
+
+    def _finished_already(
+        self, state: EmittedDoc, record: PageDone | PairsDetected | TableMerged
+    ) -> Step:
+        """A late copy is ignored; the first page of a new submission asks for the result again.
+
+        Nothing is written here: the agent handles records one at a time and marks the resend
+        once it is delivered (`mark_resent`), so a crash in between resends it again.
+        """
+        if not isinstance(record, PageDone):
+            return Step()
+        submission = record.info.submission
+        if (
+            submission is None
+            or submission == state.submission
+            or state.result_partition is None
+            or state.result_offset is None
+        ):
+            return Step()
+        resend = Resend(record.doc_id, state.result_partition, state.result_offset, record.info)
+        return Step(resend=resend, submission=submission)
 
     def _page(self, state: DocState, record: PageDone, at: float) -> Step:
         page = record.result.index
@@ -340,17 +379,42 @@ class Assembler:
             pages_done=state.pages_done,
             pages_total=info.pages_total,
         )
-        return Step(result=record, progress=progress, finished_keys=keys)
+        return Step(
+            result=record, progress=progress, finished_keys=keys, submission=info.submission
+        )
 
-    def mark_emitted(self, step: Step) -> None:
+    def mark_emitted(self, step: Step, position: tuple[int, int] | None = None) -> None:
         """Record that `step.result` is durably on the results topic, and drop the entries.
 
         Call it only once the result's delivery is acknowledged: a crash before that replays
         into the same, unmarked state and emits an identical result again. The flag is written
         before the entries go, so a replay that finds them gone also finds the flag (one table,
-        one changelog partition, in order).
+        one changelog partition, in order). `position` is the result's (partition, offset) on
+        the results topic, kept to answer later submissions.
         """
         assert step.result is not None
-        self.store[step.result.doc_id] = EmittedDoc(status=step.result.status)
+        partition, offset = position if position is not None else (None, None)
+        self.store[step.result.doc_id] = EmittedDoc(
+            status=step.result.status,
+            submission=step.submission,
+            result_partition=partition,
+            result_offset=offset,
+        )
         for key in step.finished_keys:
             del self.store[key]
+
+    def forget(self, doc_id: str) -> None:
+        """Drop a finished document's marker: its next page starts a new assembly."""
+        del self.store[doc_id]
+
+    def mark_resent(self, step: Step, position: tuple[int, int]) -> None:
+        """Record that `step.resend` answered its submission, now from `position`."""
+        assert step.resend is not None
+        state = self.store[step.resend.doc_id]
+        self.store[step.resend.doc_id] = state.model_copy(
+            update={
+                "submission": step.submission,
+                "result_partition": position[0],
+                "result_offset": position[1],
+            }
+        )

@@ -61,10 +61,12 @@ async def split_document(
     max_pages: int,
     tables: TableMode = "ruled",
     executor: Executor | None = None,
+    submission: str | None = None,
 ) -> AsyncIterator[PageTask | PageDone | ProgressEvent]:
     """Page tasks (and failed pages) of one document, in page order, after a progress event.
 
-    `tables` is the text layers' table mode (`ocrflux.engines.factory.text_layer_tables`)."""
+    `tables` is the text layers' table mode (`ocrflux.engines.factory.text_layer_tables`);
+    `submission` names the request's position on the documents topic (`DocumentInfo`)."""
     loop = asyncio.get_running_loop()
     data = await document_bytes(request, fetch, max_bytes)
     document = await loop.run_in_executor(
@@ -86,6 +88,7 @@ async def split_document(
             metadata=request.metadata,
             reply_to=request.reply_to,
             submitted_at=request.submitted_at,
+            submission=submission,
         )
         yield ProgressEvent(doc_id=doc_id, stage="split", pages_total=len(indices))
         waiting = iter(indices)

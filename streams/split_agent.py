@@ -42,7 +42,10 @@ class SplitHandler:
         self.blobs = blobs
         self.metrics = metrics
 
-    async def handle(self, key: bytes | None, value: bytes, where: str = "") -> None:
+    async def handle(
+        self, key: bytes | None, value: bytes, where: str = "", submission: str | None = None
+    ) -> None:
+        """Split one request; `submission` is its documents-topic position (`DocumentInfo`)."""
         names = self.outbox.names
         try:
             request = decode(value)
@@ -76,6 +79,7 @@ class SplitHandler:
                 ),
                 max_bytes=self.settings.max_file_bytes,
                 max_pages=self.settings.max_pages,
+                submission=submission,
             ):
                 if isinstance(item, ProgressEvent):
                     await self.outbox.progress(item)

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.api.fixtures import ApiProcess, Site
-from tests.scenarios import REPORT_TEXT, register, twelve_page_report
+from tests.scenarios import REPORT_TEXT, generated_cases, register, twelve_page_report
 from tests.streams.fixtures import Pipeline
 
 pytestmark = pytest.mark.kafka
@@ -102,6 +102,32 @@ async def test_callback_is_sent_when_the_accepting_instance_died(
         calls = await asyncio.to_thread(site.wait_callbacks, 2, DEADLINE_S)
     assert [call["job_id"] for call in calls] == [first["job_id"], second["job_id"]]
     assert calls[1]["result"]["format"] == "text"
+
+
+async def test_a_document_this_instance_forgot_is_answered_again(
+    pipeline: Pipeline, api_servers: Callable[..., ApiProcess]
+) -> None:
+    report, other = twelve_page_report(), generated_cases(1, seed=11)[0]
+    register(pipeline.server, report)
+    register(pipeline.server, other)
+    # One finished job kept, no result cache: the report is forgotten once the other finishes.
+    env = pipeline.env(
+        OCRFLUX_MODE="kafka",
+        OCRFLUX_JOBS_RETAINED="1",
+        OCRFLUX_CACHE_ENTRIES="0",
+        OCRFLUX_SYNC_TIMEOUT_S="120",  # a lost answer fails the test instead of hanging it
+    )
+    api = api_servers("api", **env)
+    pipeline.start_worker("worker")
+    async with aiohttp.ClientSession() as http:
+        for case in (report, other, report):
+            form = aiohttp.FormData()
+            form.add_field("file", case.data, filename=case.name)
+            async with http.post(f"{api.url}/convert/file", data=form) as response:
+                answer = await response.json()
+            assert response.status == 200 and answer["status"] == "success", answer
+        assert answer["content"] == REPORT_TEXT
+    assert "answered a new submission" in pipeline.processes.log("worker")
 
 
 async def _submit(

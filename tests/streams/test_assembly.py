@@ -40,8 +40,14 @@ def answer(job: DetectJob | TableJob) -> PairsDetected | TableMerged:
     return TableMerged(doc_id=job.doc_id, page=job.page, i=job.i, j=job.j, html=merged)
 
 
-def run(assembler: Assembler, records: list, seed: int = 0) -> tuple[list[Step], list]:
-    """Apply records; answer jobs in a shuffled order, as concurrent workers would."""
+def run(
+    assembler: Assembler,
+    records: list,
+    seed: int = 0,
+    position: tuple[int, int] | None = None,
+) -> tuple[list[Step], list]:
+    """Apply records; answer jobs in a shuffled order, as concurrent workers would. A result is
+    marked emitted as if delivered at `position` of the results topic."""
     rng = random.Random(seed)
     queue = list(records)
     steps, log, launched = [], [], set()
@@ -52,7 +58,7 @@ def run(assembler: Assembler, records: list, seed: int = 0) -> tuple[list[Step],
         at += 1
         step = assembler.apply(record, partition=0, at=at)
         if step.result is not None:
-            assembler.mark_emitted(step)  # as the agent does once the result is delivered
+            assembler.mark_emitted(step, position)  # as the agent does once it is delivered
         steps.append(step)
         fresh = [job for job in step.jobs if job.key not in launched]  # the agent's in-flight set
         launched.update(job.key for job in fresh)
@@ -205,3 +211,50 @@ def test_a_result_lost_before_delivery_is_emitted_again_identically() -> None:
     again = Assembler(store).apply(log[-1], partition=0, at=float(len(log)))
     assert again.result is not None
     assert again.result.model_dump_json() == lost.model_dump_json()
+
+
+def submitted(records: list[PageDone], submission: str, **metadata: str) -> list[PageDone]:
+    """The same pages as split from the request read at `submission`."""
+    info = INFO.model_copy(update={"submission": submission, "metadata": metadata})
+    return [r.model_copy(update={"info": info}) for r in records]
+
+
+def test_a_new_submission_of_a_finished_document_asks_once_for_its_result() -> None:
+    store: dict = {}
+    assembler = Assembler(store)
+    first = submitted(page_records(), "0@7")
+    run(assembler, first, position=(2, 40))  # delivered at results[2]@40
+    assert store["doc"].submission == "0@7" and store["doc"].result_offset == 40
+
+    # Late copies of the first submission's pages: nothing to do.
+    assert assembler.apply(first[3], partition=0, at=2000) == Step()
+    again = submitted(page_records(), "1@9", team="ops")
+    step = assembler.apply(again[0], partition=0, at=2001)
+    assert step.resend is not None
+    assert (step.resend.partition, step.resend.offset) == (2, 40)
+    assert step.resend.info.metadata == {"team": "ops"} and step.submission == "1@9"
+    assembler.mark_resent(step, (2, 55))
+    # The rest of that submission is already answered; its new position is kept.
+    assert all(assembler.apply(r, partition=0, at=2002) == Step() for r in again[1:])
+    assert store["doc"] == EmittedDoc(
+        status="completed", submission="1@9", result_partition=2, result_offset=55
+    )
+
+
+def test_a_forgotten_result_is_assembled_again_from_the_new_submission() -> None:
+    store: dict = {}
+    assembler = Assembler(store)
+    run(assembler, submitted(page_records(), "0@7"), position=(0, 3))
+    again = submitted(page_records(), "0@8")
+    assert assembler.apply(again[0], partition=0, at=3000).resend is not None
+    assembler.forget("doc")  # the agent found no result at results[0]@3
+    steps, _ = run(assembler, again)
+    (result,) = results(steps)
+    assert result.document_text == REPORT_TEXT
+
+
+def test_a_marker_without_a_position_ignores_every_record() -> None:
+    store: dict = {"doc": EmittedDoc(status="completed")}  # written before positions were kept
+    assembler = Assembler(store)
+    for record in submitted(page_records(), "4@1"):
+        assert assembler.apply(record, partition=0, at=1) == Step()

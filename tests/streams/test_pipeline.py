@@ -138,3 +138,21 @@ def test_a_300_page_document_never_exceeds_the_record_limit(pipeline: Pipeline) 
         sizes = [len(value) for _, value in pipeline.raw(topic)]
         assert sizes and max(sizes) <= limit, topic
     assert isinstance(result, ResultRecord)
+
+
+def test_a_finished_document_submitted_again_is_answered_with_its_result(
+    pipeline: Pipeline,
+) -> None:
+    case = CASES[1]
+    register(pipeline.server, case)
+    pipeline.start_worker("worker")
+    doc_id = pipeline.client.submit(case.data, filename=case.name, metadata={"round": "1"})
+    first = pipeline.results([doc_id])[doc_id]
+    assert pipeline.client.submit(case.data, filename=case.name, metadata={"round": "2"}) == doc_id
+    pipeline.wait_log("worker", f"answered a new submission of {doc_id}")
+
+    answers = [r for r in pipeline.records("results") if r.doc_id == doc_id]
+    assert [r.metadata for r in answers] == [{"round": "1"}, {"round": "2"}]
+    assert answers[0] == first
+    assert answers[1].model_copy(update={"metadata": first.metadata}) == first
+    assert first.status == "completed" and first.document_text
