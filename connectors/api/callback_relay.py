@@ -35,8 +35,9 @@ __all__ = ["CALLBACK_METADATA_KEY", "CallbackRelay"]
 
 _log = logging.getLogger(__name__)
 
-#: The document request's metadata entry that carries the callback URL to the result.
-CALLBACK_METADATA_KEY = "callback_url"
+#: The document request's metadata entry that carries the callback URL to the result (named so
+#: that no producer's own metadata is taken for one; the URL is checked again when sent).
+CALLBACK_METADATA_KEY = "ocrflux.api.callback_url"
 #: A dead instance's partitions move to the others after this long.
 _SESSION_TIMEOUT_S = 10.0
 #: On a rebalance, deliveries still running after this long are left to the next owner.
