@@ -20,7 +20,7 @@ from pathlib import Path
 
 from deploy.common import BrokerError, cache_home
 from deploy.kafka_jars import ensure_jars, kafka_version
-from deploy.processes import pid_alive, stop_pid
+from deploy.processes import accepts, pid_alive, stop_pid
 
 #: The largest record any of our producers sends (page PNGs, inline documents, results) stays
 #: below this; producers, consumers and the broker are configured together around it.
@@ -72,7 +72,7 @@ def _ports(work_dir: Path) -> tuple[int, int]:
     saved = work_dir / "ports.json"
     try:
         port, controller_port = json.loads(saved.read_text())
-        if not (_accepts("127.0.0.1", port) or _accepts("127.0.0.1", controller_port)):
+        if not (accepts("127.0.0.1", port) or accepts("127.0.0.1", controller_port)):
             return int(port), int(controller_port)
     except (OSError, ValueError, TypeError):
         pass
@@ -233,7 +233,7 @@ def wait_until_ready(
     deadline = time.monotonic() + timeout_s
     host, port = bootstrap.rsplit(":", 1)
     last_error = "the listener never accepted a connection"
-    while not _accepts(host, int(port)):
+    while not accepts(host, int(port)):
         _raise_if(failure())
         if time.monotonic() > deadline:
             raise BrokerError(f"Kafka not ready after {timeout_s:.0f}s ({last_error})")
@@ -259,14 +259,6 @@ def wait_until_ready(
 def _raise_if(message: str | None) -> None:
     if message is not None:
         raise BrokerError(message)
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _topic_exists_code() -> int:

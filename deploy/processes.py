@@ -1,12 +1,22 @@
 """Ending processes we started, by PID: SIGTERM, then SIGKILL after a timeout, and reaping our
-own children so that no zombie is left behind."""
+own children so that no zombie is left behind; and whether a started server listens yet."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
+
+
+def accepts(host: str, port: int) -> bool:
+    """Whether a TCP connection to `host:port` is accepted now."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def pid_alive(pid: int) -> bool:

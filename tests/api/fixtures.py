@@ -213,12 +213,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _wait_redis(url, process, folder / "redis.log")
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        ProcessGroup.stop(process, STOP_TIMEOUT_S)
 
 
 def _wait_redis(url: str, process: subprocess.Popen[bytes], log: Path) -> None:

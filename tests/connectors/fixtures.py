@@ -13,7 +13,6 @@ and helpers to write and read topics directly: `produce` and `consume`.
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from pydantic import BaseModel
 from connectors.kafka_config import KafkaSettings, ensure_topics
 from deploy.kafka_broker import free_port
 from schemas.records import encode
+from tests.fixtures.processes import ProcessGroup, wait_listening
 
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -61,14 +61,6 @@ class S3Endpoint:
         }
 
 
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
     port = free_port()
@@ -81,21 +73,10 @@ def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
             stdin=subprocess.DEVNULL,
         )
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _accepts(port):
-            if process.poll() is not None:
-                raise RuntimeError(f"moto server exited: {log_path.read_text(errors='replace')}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"moto server not listening after {STARTUP_TIMEOUT_S}s")
-            time.sleep(0.1)  # poll interval while the server starts
+        wait_listening(process, port, "moto server", log_path, STARTUP_TIMEOUT_S)
         yield S3Endpoint(f"http://127.0.0.1:{port}")
     finally:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        ProcessGroup.stop(process, STOP_TIMEOUT_S)
 
 
 @pytest.fixture

