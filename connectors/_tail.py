@@ -54,6 +54,30 @@ def _partitions(
     return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(found.partitions)]
 
 
+def end_offsets(
+    settings: KafkaSettings, topic: str, *, metadata_timeout_s: float = 10.0
+) -> dict[int, int]:
+    """Where each partition of `topic` ends now (empty when the topic does not exist)."""
+    consumer = Consumer(
+        settings.consumer_config(
+            f"ocrflux-reader-{uuid.uuid4().hex}", **{"logger": LIBRDKAFKA_LOGGER}
+        )
+    )
+    bootstrap = settings.kafka_bootstrap_servers
+    try:
+        found = _partitions(consumer, topic, metadata_timeout_s, bootstrap) or []
+        ends = {}
+        for tp in found:
+            try:
+                _, high = consumer.get_watermark_offsets(tp, timeout=metadata_timeout_s)
+            except KafkaException as exc:
+                raise KafkaClientError(f"no answer from Kafka at {bootstrap}: {exc}") from exc
+            ends[tp.partition] = high
+        return ends
+    finally:
+        consumer.close()
+
+
 def read_topics(
     settings: KafkaSettings,
     topics: Sequence[str],

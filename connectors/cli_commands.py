@@ -2,7 +2,7 @@
 
 Both take the bootstrap address from `KAFKA_BOOTSTRAP_SERVERS`, else the local broker's state
 file; with neither, `KafkaSettings()` raises the `BrokerError` that says how to start or name a
-broker, and `ocrflux.cli.main` prints it and exits with 2.
+broker, and `ocrflux.cli.main` prints it and exits with 2 (`EXIT_USAGE`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -19,11 +20,13 @@ from pydantic import ValidationError
 from connectors.blobstore import BlobStoreError
 from connectors.client import OcrfluxClient
 from connectors.kafka_config import LIBRDKAFKA_LOGGER, KafkaClientError, KafkaSettings
+from connectors.output_names import output_paths
 from connectors.progress_bar import ProgressBoard
+from ocrflux.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from ocrflux.filenames import display_name
 from schemas.options import ConversionOptions
 from schemas.records import ProgressEvent, ResultRecord
 
-EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 _SUFFIXES = {"markdown": ".md", "text": ".txt"}
 
 
@@ -46,9 +49,9 @@ def _problems(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
 
 
-def _error(message: str) -> int:
+def _error(message: str, code: int = EXIT_USAGE) -> int:
     print(f"ocrflux: error: {message}", file=sys.stderr)
-    return EXIT_ERROR
+    return code
 
 
 def _options(args: argparse.Namespace) -> ConversionOptions:
@@ -76,19 +79,41 @@ class _Submitted:
     unreadable: list[str] = field(default_factory=list)
 
     def labels(self) -> dict[str, str]:
-        return {doc_id: ", ".join(p.name for p in paths) for doc_id, paths in self.paths.items()}
+        return {
+            doc_id: ", ".join(display_name(p.name) for p in dict.fromkeys(paths))
+            for doc_id, paths in self.paths.items()
+        }
+
+
+@dataclass
+class _Done:
+    """A document's result and what became of its outputs."""
+
+    result: ResultRecord
+    written: list[tuple[Path, Path]] = field(default_factory=list)  # (input, output)
+    unwritten: list[str] = field(default_factory=list)  # one message per output not written
 
 
 def run_submit(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.wait and args.out else None
+    if out is not None:
+        try:  # before sending anything: no result may arrive with nowhere to go
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return _error(f"cannot create {display_name(out)}: {exc.strerror or exc}", EXIT_FAILED)
     try:
         options = _options(args)
+        targets = output_paths([Path(f) for f in args.files], out, _SUFFIXES[options.output_format])
         with _client() as client:
+            # Results already on the topic before this submission that are not `completed`
+            # are not its answer: the documents are converted again.
+            mark = client.results_mark() if args.wait else {}
             submitted = _submit_files(client, args.files, options)
             if not args.wait:
                 return EXIT_FAILED if submitted.unreadable else EXIT_OK
             if not submitted.paths:
                 return EXIT_FAILED
-            results = _wait(client, submitted, args)
+            results = _wait(client, submitted, targets, args.timeout, mark)
     except (_UsageError, KafkaClientError, BlobStoreError) as exc:
         return _error(str(exc))
     return _summarize(submitted, results, args, sys.stdout)
@@ -103,73 +128,88 @@ def _submit_files(
         try:
             doc_id = client.submit(path, options)
         except OSError as exc:
-            print(f"ocrflux: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-            submitted.unreadable.append(name)
+            print(
+                f"ocrflux: cannot read {display_name(path)}: {exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            submitted.unreadable.append(display_name(path))
             continue
         submitted.paths.setdefault(doc_id, []).append(path)
-        print(f"{doc_id}  {path}", flush=True)
+        print(f"{doc_id}  {display_name(path)}", flush=True)
     return submitted
 
 
 def _wait(
-    client: OcrfluxClient, submitted: _Submitted, args: argparse.Namespace
-) -> dict[str, tuple[ResultRecord, list[Path]]]:
-    """Progress bars until every document has a result (or `--timeout`); writes the outputs."""
+    client: OcrfluxClient,
+    submitted: _Submitted,
+    targets: Mapping[Path, Path],
+    timeout_s: float | None,
+    mark: Mapping[int, int],
+) -> dict[str, _Done]:
+    """Progress bars until every document has a result (or `timeout_s`); writes the outputs."""
     board = ProgressBoard(submitted.labels(), sys.stderr)
     board.draw()
-    done: dict[str, tuple[ResultRecord, list[Path]]] = {}
+    done: dict[str, _Done] = {}
     try:
-        for record in client.watch(submitted.paths, timeout_s=args.timeout):
+        for record in client.watch(submitted.paths, timeout_s=timeout_s, after=mark):
             if isinstance(record, ProgressEvent):
                 board.update(record)
                 continue
             board.finish(record)
-            written = _write_outputs(record, submitted.paths[record.doc_id], args.out)
-            done[record.doc_id] = (record, written)
+            done[record.doc_id] = _write_outputs(record, submitted.paths[record.doc_id], targets)
     finally:
         board.close()
     return done
 
 
-def _write_outputs(result: ResultRecord, inputs: list[Path], out: str | None) -> list[Path]:
+def _write_outputs(result: ResultRecord, inputs: list[Path], targets: Mapping[Path, Path]) -> _Done:
+    done = _Done(result)
     if result.status == "failed":
-        return []
+        return done
     text = result.content if result.content.endswith("\n") else result.content + "\n"
-    written = []
-    for source in inputs:
-        folder = Path(out) if out else source.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / (source.stem + _SUFFIXES.get(result.output_format, ".md"))
-        target.write_text(text, encoding="utf-8")
-        written.append(target)
-    return written
+    for source in dict.fromkeys(inputs):  # a file named twice is written once
+        target = targets[source]
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            done.unwritten.append(f"cannot write {display_name(target)}: {exc.strerror or exc}")
+            continue
+        done.written.append((source, target))
+    return done
 
 
 def _summarize(
-    submitted: _Submitted,
-    results: dict[str, tuple[ResultRecord, list[Path]]],
-    args: argparse.Namespace,
-    out: TextIO,
+    submitted: _Submitted, results: dict[str, _Done], args: argparse.Namespace, out: TextIO
 ) -> int:
     counts = {"completed": 0, "partial": 0, "failed": 0, "missing": 0}
     lines = []
+    unwritten = 0
     for doc_id, paths in submitted.paths.items():
-        names = ", ".join(str(p) for p in paths)
+        names = ", ".join(display_name(p) for p in dict.fromkeys(paths))
         if doc_id not in results:
             counts["missing"] += 1
             within = f" within {args.timeout:g}s" if args.timeout is not None else ""
             lines.append(f"  missing    {names}  no result{within}")
             continue
-        result, written = results[doc_id]
+        done = results[doc_id]
+        result = done.result
         counts[result.status] += 1
         detail = ""
         if result.error is not None:
             detail = f"  {result.error.code}: {result.error.message}"
-        elif result.fallback_pages:
-            detail = f"  fallback pages {result.fallback_pages} (0-based)"
-        targets = ", ".join(str(p) for p in written)
-        arrow = f" -> {targets}" if targets else ""
-        lines.append(f"  {result.status:<9}  {names}{arrow}{detail}")
+        if result.fallback_pages:
+            detail += f"  fallback pages {result.fallback_pages} (0-based)"
+        if done.written:
+            names = ", ".join(
+                f"{display_name(source)} -> {display_name(target)}"
+                for source, target in done.written
+            )
+        lines.append(f"  {result.status:<9}  {names}{detail}")
+        lines.extend(f"             {problem}" for problem in done.unwritten)
+        unwritten += len(done.unwritten)
+        for warning in getattr(result, "warnings", None) or []:
+            lines.append(f"             warning {warning.code}: {warning.message}")
     for name in submitted.unreadable:
         lines.append(f"  unreadable {name}")
     total = len(submitted.paths) + len(submitted.unreadable)
@@ -181,12 +221,15 @@ def _summarize(
         head += f", {counts['missing']} without a result"
     if submitted.unreadable:
         head += f", {len(submitted.unreadable)} unreadable"
+    if unwritten:
+        head += f", {unwritten} output{'s' if unwritten != 1 else ''} not written"
     print(head, file=out)
     for line in lines:
         print(line, file=out)
     out.flush()
-    bad = counts["failed"] or counts["missing"] or submitted.unreadable
-    return EXIT_FAILED if bad else EXIT_OK
+    if counts["failed"] or counts["missing"] or submitted.unreadable or unwritten:
+        return EXIT_FAILED
+    return EXIT_PARTIAL if counts["partial"] and not args.allow_partial else EXIT_OK
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -218,7 +261,7 @@ def result_line(result: ResultRecord) -> str:
         f"{result.status:<9}",
         f"pages={result.num_pages}",
         f"fallback={fallback}",
-        result.source or "-",
+        display_name(result.source) if result.source else "-",
     ]
     if result.error is not None:
         parts.append(f"{result.error.code}: {result.error.message}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -24,7 +24,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from pydantic import BaseModel, ValidationError
 
 from connectors._loop import LoopThread
-from connectors._tail import CAUGHT_UP, latest_then_live, read_topics
+from connectors._tail import CAUGHT_UP, end_offsets, latest_then_live, read_topics
 from connectors.blobstore import BlobFetcher, BlobSettings, BlobStore, open_blob_store
 from connectors.kafka_config import (
     LIBRDKAFKA_LOGGER,
@@ -34,6 +34,7 @@ from connectors.kafka_config import (
     ensure_topics,
 )
 from ocrflux.errors import EmptyInput, FetchFailed, UnsupportedType
+from ocrflux.filenames import text_name
 from ocrflux.identity import content_digest, doc_id_for
 from ocrflux.sniff import MIME_TYPES, sniff
 from schemas.options import ConversionOptions
@@ -117,8 +118,10 @@ class OcrfluxClient:
 
         The default `doc_id` is a hash of the bytes and the options, so resubmitting is
         idempotent. The content type is sniffed but nothing is rejected here: the worker
-        validates and answers a bad document with a failed result. `OSError` when a path
-        cannot be read; `BlobStoreError` when a large document cannot be stored.
+        validates and answers a bad document with a failed result. A file name whose bytes are
+        not valid UTF-8 travels with those bytes as `\\xNN` escapes (`ocrflux.filenames`).
+        `OSError` when a path cannot be read; `BlobStoreError` when a large document cannot be
+        stored.
         """
         options = options or ConversionOptions()
         if isinstance(path_or_bytes, bytes | bytearray | memoryview):
@@ -127,6 +130,8 @@ class OcrfluxClient:
             path = Path(path_or_bytes)
             data = path.read_bytes()
             filename = filename or path.name
+        if filename is not None:  # a name that is not valid UTF-8 could not be serialized
+            filename = text_name(filename)
         digest = content_digest(data)
         doc_id = doc_id or doc_id_for(digest, options)
         source: dict[str, Any]
@@ -250,18 +255,44 @@ class OcrfluxClient:
             if doc_id is not None and event.stage in TERMINAL_STAGES:
                 return
 
+    def results_mark(self) -> dict[int, int]:
+        """Where the results topic ends now, per partition: take it before submitting and pass
+        it to `watch(after=...)`, so an old degraded result is not taken for the new answer."""
+        return end_offsets(
+            self.settings, self.topics.results, metadata_timeout_s=self._connect_timeout_s
+        )
+
     def watch(
-        self, doc_ids: Iterable[str], *, timeout_s: float | None = None
+        self,
+        doc_ids: Iterable[str],
+        *,
+        timeout_s: float | None = None,
+        after: Mapping[int, int] | None = None,
     ) -> Iterator[ProgressEvent | ResultRecord]:
         """Progress events and results of `doc_ids` in one stream (the latest of each kind per
-        document first), ending once every one of them has a result, or at `timeout_s`."""
+        document first), ending once every one of them has a result, or at `timeout_s`.
+
+        With `after` (a `results_mark()`), a result written before that mark counts only when
+        it is `completed`: a `partial` or `failed` one is not final, and the documents submitted
+        since get a new answer."""
         wanted = _id_set(doc_ids)
         unseen = set(wanted)
         if not unseen:
             return
+        marks = dict(after or {})
+
+        def stale(message: Any, record: BaseModel | None) -> bool:
+            return (
+                isinstance(record, ResultRecord)
+                and record.status != "completed"
+                and message.offset() < marks.get(message.partition(), 0)
+            )
+
         topics = [self.topics.progress, self.topics.results]
         caught_up = False
-        for item in self._latest(topics, ProgressEvent | ResultRecord, wanted, timeout_s):
+        for item in self._latest(
+            topics, ProgressEvent | ResultRecord, wanted, timeout_s, skip=stale
+        ):
             if item is CAUGHT_UP:
                 caught_up = True
             else:
@@ -275,10 +306,17 @@ class OcrfluxClient:
                 return
 
     def _latest(
-        self, topics: list[str], kind: Any, wanted: set[str] | None, timeout_s: float | None
+        self,
+        topics: list[str],
+        kind: Any,
+        wanted: set[str] | None,
+        timeout_s: float | None,
+        skip: Callable[[Any, BaseModel | None], bool] | None = None,
     ) -> Iterator[Any]:
         def key_of(message: Any, record: BaseModel | None) -> str | None:
             if record is not None and not isinstance(record, kind):
+                return None
+            if skip is not None and skip(message, record):
                 return None
             doc_id = getattr(record, "doc_id", None) or _key(message)
             if not doc_id or (wanted is not None and doc_id not in wanted):

@@ -73,6 +73,12 @@ class KafkaSettings(BaseSettings):
     kafka_message_max_bytes: int = Field(default=DEFAULT_MESSAGE_MAX_BYTES, ge=1024)
     kafka_topic_partitions: int = Field(default=4, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_delivery_timeout_s: float = Field(
+        default=60.0,
+        ge=1.0,
+        description="How long a producer tries to deliver a record before reporting it failed "
+        "(workers then send it again; the input record stays uncommitted meanwhile)",
+    )
 
     @property
     def topics(self) -> TopicNames:
@@ -100,6 +106,7 @@ class KafkaSettings(BaseSettings):
             "enable.idempotence": True,
             "acks": "all",
             "message.max.bytes": self.kafka_message_max_bytes,
+            "delivery.timeout.ms": int(self.kafka_delivery_timeout_s * 1000),
             **overrides,
         }
 

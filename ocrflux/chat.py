@@ -32,8 +32,9 @@ class ChatResponse:
 class ChatCompleter(Protocol):
     """Anything that answers one chat-completion request.
 
-    Implementations deal with transport failures themselves (back-off without using an attempt)
-    and raise `ModelUnavailable` when the bounded wait is over. Any answer from the server,
+    Implementations deal with transport failures and back-pressure ("not now" answers such as
+    429 and 503) themselves (back-off without using an attempt) and raise `ModelUnavailable` when
+    the bounded wait is over. Any other answer from the server that is not a usable completion,
     including a non-200 status, comes back as `ChatAnswerError` so the caller can count it as a
     used attempt.
     """

@@ -9,7 +9,37 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from ocrflux.exit_codes import EXIT_INTERRUPTED
+
 Handler = Callable[[argparse.Namespace], int]
+
+_CONVERT_EPILOG = """\
+exit status:
+  0    completed (also partial, with --allow-partial)
+  1    failed, or the output could not be written (nothing is converted when its folder
+       cannot be created)
+  2    usage error, or the input cannot be read
+  3    partial: some pages were not recognized by the model (fallback pages)
+  130  interrupted
+"""
+
+_ALLOW_PARTIAL_HELP = "exit 0 on a partial result (some pages from the fallback), not 3"
+
+_SUBMIT_EPILOG = """\
+outputs (with --wait): STEM.md (STEM.txt with --format text) next to each input, or in --out.
+  When several inputs would get the same file (image.webp and image.bmp), each of them keeps
+  its whole name instead (image.webp.md, image.bmp.md); if that still clashes (the same name
+  from two folders), -2, -3, ... follow in command-line order (image.pdf.md, image.pdf-2.md).
+  An output never replaces an input; the summary says where each went.
+
+exit status:
+  0    every document sent (with --wait: completed, or partial with --allow-partial)
+  1    a file could not be read; with --wait: a document failed, has no result within
+       --timeout, or its output could not be written (these win over 3)
+  2    usage error, or Kafka cannot be reached
+  3    with --wait: a document is partial (fallback pages)
+  130  interrupted
+"""
 
 
 def _broker(args: argparse.Namespace) -> int:
@@ -95,9 +125,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     handlers: dict[str, Handler] = {}
 
-    convert = commands.add_parser("convert", help="convert one document in-process (no Kafka)")
+    convert = commands.add_parser(
+        "convert",
+        help="convert one document in-process (no Kafka)",
+        epilog=_CONVERT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     convert.add_argument("file", help="PDF or image (png, jpeg, bmp, tiff, webp)")
-    convert.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
+    convert.add_argument(
+        "-o", "--output", metavar="OUT", help="write here instead of stdout (folders are created)"
+    )
     convert.add_argument("--format", choices=["markdown", "text"], default="markdown")
     convert.add_argument("--vllm-url", help="vLLM base URL(s), comma-separated (else VLLM_URL)")
     convert.add_argument(
@@ -123,6 +160,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         action="store_true",
         help="write the full result object (JSON) instead of the content",
     )
+    convert.add_argument("--allow-partial", action="store_true", help=_ALLOW_PARTIAL_HELP)
     handlers["convert"] = _convert
 
     worker = commands.add_parser("worker", help="run the stream processor's agents")
@@ -147,7 +185,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     handlers["broker"] = _broker
 
     submit = commands.add_parser(
-        "submit", help="send documents to the stream processor (Kafka) and print their doc_ids"
+        "submit",
+        help="send documents to the stream processor (Kafka) and print their doc_ids",
+        epilog=_SUBMIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     submit.add_argument("files", nargs="+", metavar="FILE", help="PDFs or images")
     submit.add_argument(
@@ -156,7 +197,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         help="show a progress bar per document, write the results, print a summary",
     )
     submit.add_argument(
-        "--out", metavar="DIR", help="with --wait: write results here (default: next to the input)"
+        "--out",
+        metavar="DIR",
+        help="with --wait: write results here, created if missing (default: next to each input)",
     )
     submit.add_argument("--format", choices=["markdown", "text"], default="markdown")
     submit.add_argument("--max-page-retries", type=int, metavar="N", help="attempts per model task")
@@ -170,6 +213,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     submit.add_argument(
         "--timeout", type=float, metavar="SECONDS", help="with --wait: stop waiting after this"
     )
+    submit.add_argument("--allow-partial", action="store_true", help=_ALLOW_PARTIAL_HELP)
     handlers["submit"] = _submit
 
     results = commands.add_parser("results", help="print document results from Kafka")
@@ -231,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # the one place a user-facing message replaces a traceback
         from deploy.kafka_broker import BrokerError
         from ocrflux.errors import OcrfluxError

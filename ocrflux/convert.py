@@ -4,6 +4,11 @@ Pages are rendered one at a time in an executor and recognized concurrently, at 
 `page_concurrency` at once (rendering waits for a free slot, so memory stays bounded whatever
 the page count). Merge detection for a page pair starts as soon as both pages are done; table
 merges and the assembly follow the last page.
+
+A caller is waiting, so a model outage longer than the client's bounded wait ends the
+conversion at once with a `failed` result (`vllm_unavailable`): the caller can retry later.
+Pages are never filled from text layers because the model was unreachable; only a page the
+model answered badly, after its attempts, becomes a fallback page.
 """
 
 from __future__ import annotations
@@ -55,16 +60,24 @@ async def convert_document(
     try:
         indices = document.page_indices(options.page_range)
         run = _Run(engine, options, document, executor, page_concurrency, progress, len(indices))
-        await run.recognize_all(indices)
-        render_done = time.monotonic()
-        pairs = await run.pairs()
-        merged = (
-            {}
-            if options.skip_cross_page_merge
-            else await merge_tables(
-                engine, run.done, document.page_count, pairs, options.max_page_retries, run.usage
+        try:
+            await run.recognize_all(indices)
+            render_done = time.monotonic()
+            pairs = await run.pairs()
+            merged = (
+                {}
+                if options.skip_cross_page_merge
+                else await merge_tables(
+                    engine,
+                    run.done,
+                    document.page_count,
+                    pairs,
+                    options.max_page_retries,
+                    run.usage,
+                )
             )
-        )
+        finally:
+            await run.cancel_detections()  # still running only when something failed
     except OcrfluxError as exc:
         return failed_result(exc, options=options, timings=_since(started), **identity)
     finally:
@@ -83,6 +96,7 @@ async def convert_document(
         options=options,
         usage=run.usage,
         timings=timings,
+        warnings=document.warnings,
         **identity,
     )
 
@@ -124,6 +138,13 @@ class _Run:
         self.render_s = 0.0
 
     async def recognize_all(self, indices: range) -> None:
+        """Every page; the first `OcrfluxError` (the model unreachable) stops the others."""
+        try:
+            await self._recognize_all(indices)
+        except* OcrfluxError as errors:
+            raise errors.exceptions[0] from None
+
+    async def _recognize_all(self, indices: range) -> None:
         loop = asyncio.get_running_loop()
         async with asyncio.TaskGroup() as group:
             for index in indices:
@@ -159,6 +180,12 @@ class _Run:
             self.detections[first] = asyncio.create_task(
                 detect(self.engine, self.done, first, self.options.max_page_retries, self.usage)
             )
+
+    async def cancel_detections(self) -> None:
+        running = [task for task in self.detections.values() if not task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
     async def pairs(self) -> dict[int, list[Pair]]:
         if not self.detections:

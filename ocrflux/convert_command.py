@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from ocrflux.convert import convert_document
 from ocrflux.engines import open_engine
+from ocrflux.exit_codes import EXIT_FAILED, EXIT_USAGE, exit_for_status
+from ocrflux.filenames import display_name, text_name
 from ocrflux.settings import CoreSettings
 from schemas.options import ConversionOptions
+from schemas.results import DocumentResult
 
 
 def _settings(args: argparse.Namespace) -> CoreSettings:
@@ -43,11 +47,20 @@ async def run_convert(args: argparse.Namespace) -> int:
     )
     settings = _settings(args)
     path = Path(args.file)
+    name = display_name(path.name)
     try:
         data = path.read_bytes()
     except OSError as exc:
-        print(f"ocrflux: error: cannot read {path}: {exc.strerror}", file=sys.stderr)
-        return 2
+        print(f"ocrflux: error: cannot read {display_name(path)}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    output = Path(args.output) if args.output else None
+    if output is not None:
+        problem = _output_problem(output)
+        if problem:  # before converting: a conversion must not be thrown away for want of a folder
+            print(
+                f"ocrflux: error: cannot write {display_name(output)}: {problem}", file=sys.stderr
+            )
+            return EXIT_FAILED
     options = ConversionOptions(
         output_format=args.format,
         max_page_retries=settings.max_page_retries,
@@ -60,29 +73,60 @@ async def run_convert(args: argparse.Namespace) -> int:
             data,
             engine=engine,
             options=options,
-            source=path.name,
+            source=text_name(path.name),
             page_concurrency=settings.page_concurrency,
             max_bytes=settings.max_file_bytes,
             max_pages=settings.max_pages,
-            progress=_Progress(path.name),
+            progress=_Progress(name),
         )
     text = result.model_dump_json(indent=2) if args.json else result.content
-    if args.output:
-        Path(args.output).write_text(text + ("" if text.endswith("\n") else "\n"))
-    else:
-        sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
-    if result.status == "failed":
-        error = result.error
+    try:
+        _write(text if text.endswith("\n") else text + "\n", output)
+    except OSError as exc:
+        where = display_name(output) if output is not None else "standard output"
+        print(f"ocrflux: error: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    _report(result, name)
+    return exit_for_status(result.status, args.allow_partial)
+
+
+def _output_problem(output: Path) -> str | None:
+    """Create the output's folder (like `mkdir -p`); why the output cannot be written, if so."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create {display_name(output.parent)}: {exc.strerror or exc}"
+    if output.is_dir():
+        return "it is a folder"
+    if not os.access(output if output.exists() else output.parent, os.W_OK):
+        return "permission denied"
+    return None
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        return
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError:
+        # Nothing more can reach stdout (a closed pipe): keep the interpreter's final flush quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise
+
+
+def _report(result: DocumentResult, name: str) -> None:
+    """The result's status, error and warnings on stderr (stdout carries only the output)."""
+    error = result.error
+    if result.status != "completed":
+        detail = f"{error.code}: {error.message}" if error else "no detail"
+        print(f"ocrflux: {name} {result.status}: {detail}", file=sys.stderr)
+    if result.fallback_pages and result.status != "failed":
         print(
-            f"ocrflux: {path.name} failed: {error.code if error else '?'}: "
-            f"{error.message if error else ''}",
-            file=sys.stderr,
-        )
-        return 1
-    if result.fallback_pages:
-        print(
-            f"ocrflux: {path.name}: pages {result.fallback_pages} (0-based) were not "
+            f"ocrflux: {name}: pages {result.fallback_pages} (0-based) were not "
             f"recognized by the model; filled from the text layer where possible",
             file=sys.stderr,
         )
-    return 0
+    for warning in getattr(result, "warnings", None) or []:
+        print(f"ocrflux: {name}: warning: {warning.code}: {warning.message}", file=sys.stderr)

@@ -103,6 +103,7 @@ def build_result(
     engine: str = "",
     model: str | None = None,
     timings: Mapping[str, float] | None = None,
+    warnings: Sequence[ErrorInfo] = (),
 ) -> DocumentResult:
     """The document result from every processed page (OCRFlux's fields plus ours)."""
     pages = page_elements(done, num_pages)
@@ -116,6 +117,7 @@ def build_result(
         doc_id=doc_id,
         status=status,  # type: ignore[arg-type]
         error=error,
+        warnings=list(warnings),
         num_pages=num_pages,
         document_text=text,
         page_texts={str(p): r.text for p, r in sorted(done.items()) if r.source != "none"},

@@ -5,6 +5,7 @@
     │   ├── EmptyInput                "empty"          400
     │   ├── UnsupportedType           "unsupported_type" 400
     │   ├── CorruptInput              "corrupt"        422
+    │   │   └── DamagedPage           "damaged_page"   422
     │   ├── EncryptedInput            "encrypted"      422
     │   ├── TooLarge                  "too_large"      413
     │   ├── TooManyPages              "too_many_pages" 422
@@ -54,6 +55,12 @@ class CorruptInput(InputError):
     code = "corrupt"
 
 
+class DamagedPage(CorruptInput):
+    """A page of a damaged, repaired PDF that came out blank: its content was probably lost."""
+
+    code = "damaged_page"
+
+
 class EncryptedInput(InputError):
     code = "encrypted"
 
@@ -98,6 +105,7 @@ ERROR_CLASSES: dict[str, type[OcrfluxError]] = {
         EmptyInput,
         UnsupportedType,
         CorruptInput,
+        DamagedPage,
         EncryptedInput,
         TooLarge,
         TooManyPages,

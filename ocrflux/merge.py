@@ -212,9 +212,12 @@ async def run_table_merges(
         outcomes[pair.first] = await merge(table1, table2) or None
 
     while ready := ready_table_merges(chains, pages, outcomes):
-        async with asyncio.TaskGroup() as group:
-            for pair, table1, table2 in ready:
-                group.create_task(run(pair, table1, table2))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for pair, table1, table2 in ready:
+                    group.create_task(run(pair, table1, table2))
+        except* Exception as errors:  # the first error (the model unreachable) is the answer
+            raise errors.exceptions[0] from None
     return {key: html for key, html in outcomes.items() if html}
 
 

@@ -8,8 +8,10 @@ reference does; PDF pages are rasterised straight at that size, images are resiz
 
 What PyMuPDF 2.0 (MuPDF 1.28) does with damaged PDFs, and how we classify it:
 - it repairs what it can: a PDF cut short or with garbage after some point usually still opens
-  (`Document.repaired` is then True) and its pages load; pages whose content was lost render
-  blank. That is accepted; the caller may record `repaired`.
+  (`Document.repaired` is then True, and `Document.warnings` says so for the result) and its
+  pages load; pages whose content was lost render blank. Such a page (no text layer, one colour)
+  of a repaired PDF raises `DamagedPage`, which both drivers turn into a fallback page, so the
+  result is `partial` instead of silently `completed`.
 - when nothing can be recovered, opening raises `FileDataError` ("Failed to open stream"), or
   `page_count` raises `RuntimeError` ("Invalid number of pages"), or the document has zero pages.
   All of these, and a first page that cannot be loaded, are `CorruptInput`.
@@ -41,6 +43,7 @@ from PIL import Image, ImageOps
 
 from ocrflux.errors import (
     CorruptInput,
+    DamagedPage,
     EncryptedInput,
     InputError,
     TooLarge,
@@ -49,11 +52,13 @@ from ocrflux.errors import (
 )
 from ocrflux.sniff import DocumentKind, sniff
 from ocrflux.textlayer import TableMode, TextLayer, read_text_layer
+from schemas.results import ErrorInfo
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PAGES",
     "DEFAULT_MAX_PIXELS",
+    "REPAIRED",
     "TARGET_LONGEST_SIDE",
     "Document",
     "RenderedPage",
@@ -96,6 +101,8 @@ _PIL_FORMATS = {
 }
 _WHITE = (255, 255, 255)
 _LANCZOS = Image.Resampling.LANCZOS
+#: The result warning of a PDF that PyMuPDF had to repair to open (`Document.warnings`).
+REPAIRED = "repaired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +143,20 @@ class Document(ABC):
         self.repaired = repaired  # PyMuPDF had to rebuild a broken PDF to open it
         self._closed = False
 
+    @property
+    def warnings(self) -> list[ErrorInfo]:
+        """What the document's result should warn about: a repaired file may have lost content."""
+        if not self.repaired:
+            return []
+        return [
+            ErrorInfo(
+                code=REPAIRED,
+                message=f"the file was damaged and has been repaired: any of its "
+                f"{self.page_count} pages may be missing content (pages that came out blank "
+                f"are fallback pages with error code {DamagedPage.code!r})",
+            )
+        ]
+
     def pages(self, page_range: tuple[int, int] | None = None) -> Iterator[RenderedPage]:
         """Render the pages lazily, in order; only the page being handed out is held.
 
@@ -154,7 +175,8 @@ class Document(ABC):
 
     def render_page(self, index: int) -> RenderedPage:
         """Render one page by 0-based index; a page that cannot be rendered raises
-        `CorruptInput` naming it, and the other pages stay usable."""
+        `CorruptInput` naming it (`DamagedPage` for a blank page of a repaired PDF), and the
+        other pages stay usable."""
         if self._closed:
             raise ValueError("the document was closed while its pages were being read")
         return self._render_page(index)
@@ -291,6 +313,11 @@ class _PdfDocument(Document):
                 # our contract (and any other pixel layout goes through Pillow as well)
                 pixels = _encode_png(pixmap.pil_image().resize((width, height), _LANCZOS))
             text_layer = extract_text_layer(page, tables=self._tables)
+            if self.repaired and text_layer is None and _one_colour(pixmap):
+                raise DamagedPage(
+                    f"page {index + 1} of {self.page_count} came out blank from a damaged, "
+                    f"repaired file: its content was probably lost"
+                )
         except _PDF_ERRORS as exc:
             raise CorruptInput(
                 f"page {index + 1} of {self.page_count} could not be rendered: {exc}"
@@ -446,6 +473,12 @@ def _pixmap_png(pixmap: pymupdf.Pixmap) -> bytes:
     if rows is None:
         return bytes(pixmap.tobytes("png"))
     return _png_from_rows(rows, pixmap.width, pixmap.height)
+
+
+def _one_colour(pixmap: pymupdf.Pixmap) -> bool:
+    # PyMuPDF's `is_unicolor` reads the samples one call at a time (seconds per page).
+    samples, n = pixmap.samples, pixmap.n
+    return samples == samples[:n] * (len(samples) // n)
 
 
 def _png_rows(pixmap: pymupdf.Pixmap) -> bytearray | None:

@@ -1,9 +1,11 @@
 """The attempt loop shared by the three model tasks (protocol sections 4 and 5).
 
 `max_attempts` counts answers, not connections: each attempt raises the temperature by 0.1
-(capped at 0.8) to break repetition loops. Transport errors never reach this loop: the
-completer backs off and retries them itself, and raises `ModelUnavailable` once its bounded
-wait is over, which ends the task at once.
+(capped at 0.8) to break repetition loops. Transport errors and backpressure never reach this
+loop: the completer backs off and retries them itself, and raises `ModelUnavailable` once its
+bounded wait is over. That is not an answer, so it is not turned into a failed task here: it
+propagates, and each driver decides (the direct driver fails the document clearly, the stream
+processor waits for the model and tries again).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from ocrflux.chat import ChatAnswerError, ChatCompleter, ChatRequest
-from ocrflux.errors import ModelUnavailable, TaskFailed
+from ocrflux.errors import TaskFailed
 from ocrflux.page_parse import AnswerRejected
 from schemas.results import ErrorInfo, TokenUsage
 
@@ -50,9 +52,11 @@ async def run_task(
     max_attempts: int,
     max_tokens: int | None = None,
 ) -> TaskOutcome[T]:
-    """Ask until `accept` takes an answer or the attempts run out; never raises for the model.
+    """Ask until `accept` takes an answer or the attempts run out.
 
     `accept` turns the answer's content into the task's value or raises `AnswerRejected`.
+    Bad answers end in an outcome with an error; `ModelUnavailable` (no answer at all)
+    propagates.
     """
     outcome: TaskOutcome[T] = TaskOutcome()
     last_problem = "no attempt made"
@@ -64,9 +68,6 @@ async def run_task(
         except ChatAnswerError as exc:
             last_problem = f"server answered {exc.status}: {exc}"
             continue
-        except ModelUnavailable as exc:
-            outcome.error = ErrorInfo(code=exc.code, message=exc.message)
-            return outcome
         outcome.usage.add(response.prompt_tokens, response.completion_tokens)
         outcome.latency_s += response.latency_s
         if response.finish_reason != "stop":

@@ -1,22 +1,36 @@
 """The production `ChatCompleter`: vLLM's OpenAI-compatible server over aiohttp.
 
 `VllmClient` sends one request per `complete()` call (protocol section 4) to one of several
-servers, sharing a single `aiohttp.ClientSession`. Routing, per-server in-flight bounds and
-back-pressure live in `ocrflux.vllm_routing`, the request body and answer parsing in
-`ocrflux.vllm_wire`; this module does the HTTP side and the error policy:
+servers, sharing one pooled `aiohttp.ClientSession`. Routing, per-server in-flight bounds and
+slot queueing live in `ocrflux.vllm_routing`, the request body and answer parsing in
+`ocrflux.vllm_wire`, retry timing in `ocrflux.vllm_retry`, the counters in `ocrflux.vllm_stats`;
+this module does the HTTP side and the error policy:
 
 - Transport errors (connection refused/reset, server disconnected, timeouts, DNS failures,
   garbled HTTP) are not answers. The server is marked unhealthy and the request is sent again,
-  preferring another server, after an exponential back-off with jitter, until
-  `transport_retry_budget_s` has passed since the request's first transport error; then
-  `ModelUnavailable` is raised from the last error.
-- Every HTTP answer that is not a usable completion raises `ChatAnswerError(message, status)`,
-  which the caller counts as a used attempt. That retry loop, and the temperature ramp of
-  section 4, belong to the caller, not here.
-- 503 is an answer like any other non-200 status (`ChatAnswerError`): vLLM itself sends it
-  rarely, and the protocol counts a non-200 status as a failed attempt. Deployments with a proxy
-  in front, whose 502/503/504 mean "no model reached", can pass `retry_statuses` to treat those
-  like transport errors instead.
+  preferring another server, after an exponential back-off with jitter.
+- One exception: a kept-alive connection the server closed while idle (vLLM closes idle
+  keep-alives) fails the request that reuses it with ServerDisconnectedError/ClientOSError.
+  The first such error of a call is retried at once on a new connection, with no back-off and
+  no health mark; any later one is an ordinary transport error.
+- Back-pressure is not an answer either: 429 (Too Many Requests), 503 (Service Unavailable) and
+  `retry_statuses` (default 502 and 504, which vLLM never sends itself: a proxy in front could
+  not reach it) mean "not now". The same request (same temperature: the caller's attempt is not
+  spent) is sent again, preferring another server, after the wait the answer's `Retry-After`
+  asks for (seconds or an HTTP date, capped at `RETRY_AFTER_CAP_S`, plus up to
+  `backoff_base_s` of jitter so that refused callers do not return together), or after the
+  exponential back-off when it names none. A 429 server is busy, not broken: it stays healthy
+  for routing. A 503/502/504 server cannot serve now: it is marked unhealthy like a transport
+  error, so other callers go elsewhere until a probe or a completion finds it well.
+- Transport errors and back-pressure share one bounded wait: once `transport_retry_budget_s`
+  has passed since the call's first one, `ModelUnavailable` is raised from the last of them
+  (the last wait is cut to the budget, so it may come sooner than a `Retry-After` asked).
+  Never `ChatAnswerError`: the caller must not spend attempts on a model it did not reach.
+- Every other HTTP answer that is not a usable completion raises `ChatAnswerError(message,
+  status)`, which the caller counts as a used attempt. That retry loop, and the temperature ramp
+  of section 4, belong to the caller, not here.
+- `wait_until_healthy` lets a caller that got `ModelUnavailable` wait for any server's `/health`
+  to answer 200 before it carries on.
 
 Nothing here reads the environment; `server_urls` turns the deployment guide's
 `VLLM_URL`/`VLLM_PORT` values (read at the entry point) into base URLs.
@@ -31,7 +45,6 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Self
 
@@ -39,14 +52,16 @@ import aiohttp
 
 from ocrflux.chat import ChatAnswerError, ChatRequest, ChatResponse
 from ocrflux.errors import ModelUnavailable
-from ocrflux.vllm_routing import (
-    ServerPool,
-    ServerState,
-    backoff_delay,
-    check_base_url,
-    server_urls,
+from ocrflux.vllm_retry import ConnectionTrace, RetryPolicy, reuse_tracer
+from ocrflux.vllm_routing import ServerPool, ServerState, check_base_url, server_urls
+from ocrflux.vllm_stats import ClientStats
+from ocrflux.vllm_wire import (
+    ServerBusy,
+    encode_request_body,
+    error_snippet,
+    parse_completion,
+    parse_retry_after,
 )
-from ocrflux.vllm_wire import encode_request_body, error_snippet, parse_completion
 
 __all__ = ["DEFAULT_MODEL", "ClientStats", "VllmClient", "server_urls"]
 
@@ -59,40 +74,15 @@ DEFAULT_MODEL = "ChatDOC/OCRFlux-3B"
 # (ClientConnectorDNSError), truncated bodies (ClientPayloadError) and unparseable HTTP
 # (ClientResponseError from the protocol parser); TimeoutError covers the total timeout.
 _TRANSPORT_ERRORS: tuple[type[Exception], ...] = (aiohttp.ClientError, TimeoutError, OSError)
-_ANSWER_OR_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (ChatAnswerError, *_TRANSPORT_ERRORS)
+# 429 says "busy", not "broken": the server stays healthy for routing.
+_TOO_MANY_REQUESTS = 429
+_SERVICE_UNAVAILABLE = 503
+# Proxy answers that mean "vLLM was not reached" (vLLM never sends them itself).
+_DEFAULT_RETRY_STATUSES = (502, 504)
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 # Extra pooled connections beyond the completion slots, so that health probes and /v1/models
 # never wait behind a full pool of long-running completions.
 _CONTROL_CONNECTIONS = 2
-
-
-@dataclass(slots=True)
-class ClientStats:
-    """Counters of one `VllmClient`, updated in place; read any time, or take a `snapshot()`.
-
-    `requests_sent` counts HTTP attempts, so once nothing is in flight it equals
-    `successes + answer_errors + transport_errors + cancelled`; and
-    `transport_errors == transport_retries + unavailable` (each transport error is either
-    retried or ends its `complete()` call). Latency covers successful attempts only.
-    """
-
-    requests_sent: int = 0
-    successes: int = 0
-    answer_errors: int = 0
-    transport_errors: int = 0
-    transport_retries: int = 0
-    unavailable: int = 0
-    cancelled: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    latency_sum_s: float = 0.0
-    latency_count: int = 0
-    latency_max_s: float = 0.0
-    inflight: dict[str, int] = field(default_factory=dict)
-
-    def snapshot(self) -> ClientStats:
-        """An independent copy (the `inflight` dict included)."""
-        return replace(self, inflight=dict(self.inflight))
 
 
 class VllmClient:
@@ -101,8 +91,8 @@ class VllmClient:
     Use as `async with VllmClient([...]) as client:` or call `start()`/`close()`; the session
     is also created lazily on first use. `health_interval_s` starts a background prober that
     runs `probe()` at that interval; without it, a server marked unhealthy after a transport
-    error comes back only through `probe()`, a successful request, or when every server is down
-    (then all servers are tried, least recently failed first).
+    error or a 503 comes back only through `probe()`, a successful request, or when every
+    server is down (then all servers are tried, least recently failed first).
 
     Arguments:
         servers: base URLs (`http://host:port`, no `/v1`); see `server_urls`.
@@ -112,16 +102,19 @@ class VllmClient:
             control connections for probes and `models()`.
         request_timeout_s: total time for one HTTP attempt; running out is a transport error.
         max_tokens: cap sent when the request sets none; None sends no `max_tokens`.
-        transport_retry_budget_s: how long a `complete()` call keeps retrying transport errors,
-            counted from its first one (later attempts and slot waits included); 0 = no retry.
+        transport_retry_budget_s: how long a `complete()` call keeps retrying transport errors
+            and back-pressure answers, counted from its first one (later attempts, waits and
+            slot waits included); 0 = no retry.
         health_interval_s: run `probe()` in the background at this interval; None = never.
         probe_timeout_s: total time for one `/health` or `/v1/models` request.
         backoff_base_s, backoff_cap_s: the retry delay before retry n is uniform in
             [c/2, c] with c = min(cap, base * 2**n): 0.125-0.25 s, 0.25-0.5 s, ... 5-10 s.
-        retry_statuses: HTTP statuses to treat as transport errors (e.g. {502, 503, 504} behind
-            a proxy). Default none: every non-200 answer is a `ChatAnswerError`.
+        retry_statuses: HTTP statuses that, besides 429 and 503, mean "vLLM not reached, try
+            again" (back-pressure, see the module docstring); default 502 and 504, the answers
+            of a proxy in front. Every other non-200 answer is a `ChatAnswerError`.
         sleep, clock, rng: drive the back-off and its budget (tests pass fakes; `clock` also
-            times attempts). The background prober always waits with `asyncio.sleep`.
+            times attempts). The background prober and `wait_until_healthy` always wait with
+            `asyncio.sleep`.
 
     One event loop only; not thread-safe.
     """
@@ -139,7 +132,7 @@ class VllmClient:
         probe_timeout_s: float = 5.0,
         backoff_base_s: float = 0.25,
         backoff_cap_s: float = 10.0,
-        retry_statuses: Collection[int] = (),
+        retry_statuses: Collection[int] = _DEFAULT_RETRY_STATUSES,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -161,6 +154,8 @@ class VllmClient:
             raise ValueError("health_interval_s must be positive or None")
         if max_tokens is not None and max_tokens < 1:
             raise ValueError("max_tokens must be at least 1 or None")
+        if any(not 400 <= status <= 599 for status in retry_statuses):
+            raise ValueError(f"retry_statuses must be HTTP error statuses, got {retry_statuses}")
 
         self.model = model
         self.max_tokens = max_tokens
@@ -168,15 +163,18 @@ class VllmClient:
         self._pool = ServerPool(urls, max_inflight_per_server, self.stats.inflight)
         self._request_timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self._probe_timeout = aiohttp.ClientTimeout(total=probe_timeout_s)
-        self._budget_s = transport_retry_budget_s
+        self._retry = RetryPolicy(
+            transport_retry_budget_s,
+            backoff_base_s,
+            backoff_cap_s,
+            rng if rng is not None else random.Random(),
+        )
         self._health_interval_s = health_interval_s
-        self._backoff_base_s = backoff_base_s
-        self._backoff_cap_s = backoff_cap_s
-        self._retry_statuses = frozenset(retry_statuses)
+        self._busy_statuses = frozenset((_TOO_MANY_REQUESTS, _SERVICE_UNAVAILABLE, *retry_statuses))
         self._sleep = sleep
         self._clock = clock
-        self._rng = rng if rng is not None else random.Random()
         self._session: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None
         self._prober: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -205,9 +203,10 @@ class VllmClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prober
             self._prober = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._fresh):
+            if session is not None:
+                await session.close()
+        self._session = self._fresh = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -230,12 +229,22 @@ class VllmClient:
                 limit=slots + len(self._pool.servers) + _CONTROL_CONNECTIONS,
                 limit_per_host=0,  # the per-server slots already bound each server
             )
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=False, trace_configs=[reuse_tracer()]
+            )
         if self._health_interval_s is not None and self._prober is None:
             self._prober = asyncio.get_running_loop().create_task(
                 self._probe_forever(self._health_interval_s), name="vllm-health-prober"
             )
         return self._session
+
+    def _fresh_session(self) -> aiohttp.ClientSession:
+        """A session that opens a new connection for every request (and closes it after)."""
+        if self._fresh is None:
+            self._fresh = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True, limit=0), trust_env=False
+            )
+        return self._fresh
 
     # --- completions -----------------------------------------------------------------------
 
@@ -243,22 +252,40 @@ class VllmClient:
         session = self._ensure_started()
         max_tokens = request.max_tokens if request.max_tokens is not None else self.max_tokens
         body = encode_request_body(self.model, request, max_tokens)
+        stats = self.stats
+        retries = self._retry.new_call()
         avoid: tuple[str, ...] = ()
-        retries = 0
-        first_failure: float | None = None
+        fresh = False
         while True:
             server = await self._pool.acquire(avoid)
             if self._closed:  # closed while this caller was being handed a slot
                 self._pool.release(server)
                 raise _closed_error()
+            trace = ConnectionTrace()
             try:
-                response = await self._send(session, server, body)
-            except _ANSWER_OR_TRANSPORT_ERRORS as exc:
-                if isinstance(exc, ChatAnswerError) and exc.status not in self._retry_statuses:
-                    self.stats.answer_errors += 1
+                response = await self._send(
+                    self._fresh_session() if fresh else session, server, body, trace
+                )
+            except ServerBusy as exc:
+                stats.backpressure += 1
+                cause: Exception = exc
+                retry_after = exc.retry_after_s
+                if exc.status != _TOO_MANY_REQUESTS:  # busy is not broken; the rest is
+                    self._mark_unhealthy(server, exc)
+            except ChatAnswerError:
+                stats.answer_errors += 1
+                self._pool.release(server)
+                raise
+            except _TRANSPORT_ERRORS as exc:
+                stats.transport_errors += 1
+                if retries.reconnect_at_once(exc, trace):
+                    stats.transport_retries += 1
+                    stats.reconnects += 1
                     self._pool.release(server)
-                    raise
-                cause = exc
+                    fresh = True
+                    continue
+                cause, retry_after = exc, None
+                self._mark_unhealthy(server, exc)
             except BaseException:
                 self._pool.release(server)
                 raise
@@ -267,37 +294,42 @@ class VllmClient:
                 self._pool.release(server)
                 return response
 
-            # No answer: mark the server before its slot goes back, so waiters avoid it.
-            self.stats.transport_errors += 1
-            now = self._clock()
-            if self._pool.mark_unhealthy(server, now):
-                _log.warning("vLLM server %s marked unhealthy: %r", server.url, cause)
+            # No answer to count. A health mark came before the slot goes back, so that
+            # waiters already avoid the server.
             self._pool.release(server)
-            if first_failure is None:
-                first_failure = now
-            remaining = self._budget_s - (now - first_failure)
-            if self._closed:
-                self.stats.unavailable += 1
-                raise _closed_error() from cause
-            if remaining <= 0:
-                self.stats.unavailable += 1
+            fresh = False
+            now = self._clock()
+            delay = None if self._closed else retries.next_delay(now, retry_after)
+            if delay is None:
+                stats.unavailable += 1
+                if self._closed:
+                    raise _closed_error() from cause
                 raise ModelUnavailable(
-                    f"no vLLM server answered for {now - first_failure:.1f}s "
-                    f"({retries + 1} transport errors); last on {server.url}: {cause!r}"
+                    f"no vLLM server took the request for {retries.elapsed(now):.1f}s "
+                    f"({retries.waits + 1} tries unanswered or refused as busy); last from "
+                    f"{server.url}: {cause!r}"
                 ) from cause
-            delay = min(
-                backoff_delay(retries, self._backoff_base_s, self._backoff_cap_s, self._rng),
-                remaining,
-            )
-            retries += 1
-            self.stats.transport_retries += 1
+            if isinstance(cause, ServerBusy):
+                stats.backpressure_retries += 1
+                stats.backpressure_wait_s += delay
+            else:
+                stats.transport_retries += 1
             avoid = (server.url,)
             await self._sleep(delay)
 
+    def _mark_unhealthy(self, server: ServerState, cause: Exception) -> None:
+        if self._pool.mark_unhealthy(server, self._clock()):
+            _log.warning("vLLM server %s marked unhealthy: %r", server.url, cause)
+
     async def _send(
-        self, session: aiohttp.ClientSession, server: ServerState, body: bytes
+        self,
+        session: aiohttp.ClientSession,
+        server: ServerState,
+        body: bytes,
+        trace: ConnectionTrace,
     ) -> ChatResponse:
-        """One HTTP attempt; transport errors propagate, unusable answers raise ChatAnswerError."""
+        """One HTTP attempt; transport errors propagate, "not now" answers raise `ServerBusy`,
+        unusable answers `ChatAnswerError`."""
         self.stats.requests_sent += 1
         started = self._clock()
         try:
@@ -307,12 +339,20 @@ class VllmClient:
                 headers=_JSON_HEADERS,
                 timeout=self._request_timeout,
                 allow_redirects=False,
+                trace_request_ctx=trace,
             ) as resp:
                 status = resp.status
+                retry_after = resp.headers.get("Retry-After")
                 raw = await resp.read()
         except asyncio.CancelledError:
             self.stats.cancelled += 1
             raise
+        if status in self._busy_statuses:
+            raise ServerBusy(
+                f"HTTP {status}: {error_snippet(raw)}",
+                status,
+                parse_retry_after(retry_after, time.time()),
+            )
         return parse_completion(status, raw, self._clock() - started)
 
     def _record_success(self, server: ServerState, response: ChatResponse) -> None:
@@ -323,7 +363,7 @@ class VllmClient:
         stats.latency_sum_s += response.latency_s
         stats.latency_count += 1
         stats.latency_max_s = max(stats.latency_max_s, response.latency_s)
-        if self._pool.mark_healthy(server):
+        if self._pool.mark_healthy(server, self._clock()):
             _log.info("vLLM server %s is healthy again (request succeeded)", server.url)
 
     # --- health and models -----------------------------------------------------------------
@@ -350,11 +390,34 @@ class VllmClient:
         except _TRANSPORT_ERRORS as exc:
             ok, why = False, exc
         if ok:
-            if self._pool.mark_healthy(server):
+            if self._pool.mark_healthy(server, self._clock()):
                 _log.info("vLLM server %s is healthy again (probe)", server.url)
         elif self._pool.mark_unhealthy(server, self._clock()):
             _log.warning("vLLM server %s marked unhealthy by probe: %r", server.url, why)
         return ok
+
+    async def wait_until_healthy(self, poll_s: float) -> None:
+        """Return once a server can take requests: at once if one answered 200 (a completion or
+        `/health`) within the last `poll_s` and is still healthy, else when a `probe()` finds one,
+        probing every `poll_s` until then. Wrap it in a timeout to bound the wait; raises
+        `ModelUnavailable` if the client is closed meanwhile.
+        """
+        if not poll_s > 0:
+            raise ValueError(f"poll_s must be positive, got {poll_s}")
+        while True:
+            if self._closed:
+                raise _closed_error()
+            if self._pool.answered_since(self._clock() - poll_s):
+                return
+            try:
+                health = await self.probe()
+            except RuntimeError as exc:  # the session was closed under the probe
+                if self._closed:
+                    raise _closed_error() from exc
+                raise
+            if any(health.values()):
+                return
+            await asyncio.sleep(poll_s)
 
     async def _probe_forever(self, interval_s: float) -> None:
         while True:

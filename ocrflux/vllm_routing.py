@@ -8,9 +8,10 @@ wait when every eligible server is full. The HTTP side is `ocrflux.vllm_client`.
 Routing rule (`ServerPool.acquire`):
 1. Eligible servers are the healthy ones; when none is healthy, every server is eligible, so a
    total outage turns into retries (bounded by the client's budget) rather than a deadlock.
-2. Among eligible servers with a free slot, prefer one the caller did not just fail on, then the
-   fewest requests in flight, then (all servers unhealthy) the one that failed longest ago, then
-   the one chosen least recently, so that ties rotate.
+2. Among eligible servers with a free slot, prefer one the caller did not just fail on (no
+   answer, or a "not now" answer such as 429), then the fewest requests in flight, then (all
+   servers unhealthy) the one that failed longest ago, then the one chosen least recently, so
+   that ties rotate.
 3. When no eligible server has a free slot the caller joins a FIFO queue; each released slot or
    health change hands slots to waiters in arrival order. A new caller never overtakes a waiter.
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -33,7 +33,9 @@ class ServerState:
     inflight: int = 0
     healthy: bool = True
     last_failure: float | None = None
-    """Clock reading of the last transport error or failed probe; None if it never failed."""
+    """Clock reading of the last transport error, 5xx "not now" or failed probe; None if none."""
+    last_ok: float | None = None
+    """Clock reading of the last completion or /health that answered 200; None if none did."""
     last_picked: int = -1
     """Sequence number of the last time routing chose this server (ties go to the oldest)."""
 
@@ -69,6 +71,10 @@ class ServerPool:
 
     def health(self) -> dict[str, bool]:
         return {s.url: s.healthy for s in self.servers}
+
+    def answered_since(self, since: float) -> bool:
+        """Whether a healthy server answered 200 at or after clock reading `since`."""
+        return any(s.healthy and s.last_ok is not None and s.last_ok >= since for s in self.servers)
 
     def preferred_order(self) -> list[ServerState]:
         """Healthy servers in configuration order, then the rest, least recently failed first."""
@@ -115,8 +121,9 @@ class ServerPool:
 
     # --- health ------------------------------------------------------------------------------
 
-    def mark_healthy(self, server: ServerState) -> bool:
-        """Mark `server` healthy; True if that is a change."""
+    def mark_healthy(self, server: ServerState, now: float) -> bool:
+        """Mark `server` healthy as it answered at clock reading `now`; True if that is a change."""
+        server.last_ok = now
         if server.healthy:
             return False
         server.healthy = True
@@ -171,16 +178,6 @@ class ServerPool:
     def _discard(self, waiter: _Waiter) -> None:
         with contextlib.suppress(ValueError):
             self._waiters.remove(waiter)
-
-
-def backoff_delay(retry: int, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """Delay before transport retry number `retry` (0-based): exponential with equal jitter.
-
-    The ceiling is min(cap, base * 2**retry) and the delay is uniform in [ceiling/2, ceiling],
-    so retries spread out (no thundering herd after an outage) but still grow steadily.
-    """
-    ceiling = min(cap_s, base_s * 2.0 ** min(retry, 62))
-    return ceiling / 2.0 + rng.uniform(0.0, ceiling / 2.0)
 
 
 def server_urls(vllm_url: str, vllm_port: int = 8003) -> list[str]:

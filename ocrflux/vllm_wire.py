@@ -1,20 +1,46 @@
 """The wire format of one chat completion (protocol section 4): request body and answer parsing.
 
 Pure functions, no I/O; `ocrflux.vllm_client` sends what `encode_request_body` builds and hands
-each HTTP answer to `parse_completion`.
+each HTTP answer to `parse_completion`, or, for a status that means "not now", raises
+`ServerBusy` with the wait that `parse_retry_after` reads from the answer.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 
 from ocrflux.chat import ChatAnswerError, ChatRequest, ChatResponse
 
-__all__ = ["encode_request_body", "error_snippet", "parse_completion"]
+__all__ = [
+    "RETRY_AFTER_CAP_S",
+    "ServerBusy",
+    "encode_request_body",
+    "error_snippet",
+    "parse_completion",
+    "parse_retry_after",
+]
 
 # How much of an error body goes into a ChatAnswerError message.
 _ERROR_SNIPPET_CHARS = 300
+# A server may ask for any wait; more than this would hold a page (and its Kafka partition)
+# for minutes on a single header, so longer asks are cut to it.
+RETRY_AFTER_CAP_S = 30.0
+
+
+class ServerBusy(Exception):
+    """The server answered "not now" (429, 503, a proxy's 502/504): back-pressure, not an answer.
+
+    `retry_after_s` is the wait the server asked for (already capped), or None when it named none.
+    """
+
+    def __init__(self, message: str, status: int, retry_after_s: float | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after_s = retry_after_s
 
 
 def encode_request_body(model: str, request: ChatRequest, max_tokens: int | None) -> bytes:
@@ -68,6 +94,28 @@ def parse_completion(status: int, raw: bytes, latency_s: float) -> ChatResponse:
 
 def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def parse_retry_after(value: str | None, now_epoch_s: float) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delay-seconds or an HTTP date), capped at
+    `RETRY_AFTER_CAP_S`; None when the header is absent or unreadable. A date in the past is 0.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:  # HTTP dates are always GMT (RFC 9110 section 5.6.7)
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - now_epoch_s
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP_S)
 
 
 def error_snippet(raw: bytes) -> str:

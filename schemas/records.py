@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from schemas.options import ConversionOptions
-from schemas.results import DocumentResult, PageResult, TokenUsage
+from schemas.results import DocumentResult, ErrorInfo, PageResult, TokenUsage
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -118,6 +118,9 @@ class DocumentInfo(BaseModel):
         default=None,
         description="Where the request was read (documents partition@offset): tells a new "
         "submission of a document from a replay of the same one",
+    )
+    warnings: list[ErrorInfo] = Field(
+        default_factory=list, description="Found on opening (e.g. `repaired`); go to the result"
     )
 
     @property

@@ -59,6 +59,11 @@ class DocumentResult(BaseModel):
     doc_id: str = ""
     status: DocumentStatus
     error: ErrorInfo | None = None
+    warnings: list[ErrorInfo] = Field(
+        default_factory=list,
+        description="Problems that did not stop the conversion, e.g. `repaired`: the file was "
+        "damaged and repaired, so pages may be missing content",
+    )
     num_pages: int = 0
     document_text: str = ""
     page_texts: dict[str, str] = Field(default_factory=dict)

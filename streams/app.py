@@ -15,7 +15,6 @@ key names a document, a failed result) instead of a crashed worker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,7 +26,9 @@ from streams.assemble_agent import AssembleHandler
 from streams.assembly import Assembler, decode_state
 from streams.engine_pool import EnginePool
 from streams.metrics import WorkerMetrics
+from streams.model_gate import ModelGate
 from streams.outbox import Blobs, Outbox
+from streams.recognize import answer_crash as answer_recognize_crash
 from streams.recognize import recognize_record
 from streams.result_reader import ResultReader
 from streams.runtime.clients import Producer, client_options
@@ -104,10 +105,11 @@ def build_pipeline(
     names = settings.topics
     prefix = settings.ocrflux_topic_prefix
     outbox = Outbox(producer, settings)
+    gate = ModelGate()
     options = consumer_options(settings)
     runners: list[RoleRunner] = []
     background: list[Any] = []
-    closers: list[Any] = []
+    closers: list[Any] = [gate.aclose]
 
     def runner(role: str, topic: str, handler: Handler, **extra: Any) -> RoleRunner:
         return RoleRunner(
@@ -115,7 +117,6 @@ def build_pipeline(
             topic=topic,
             group_id=f"{prefix}.{role}",
             handler=handler,
-            producer=producer,
             consumer_options=options,
             drain_timeout_s=settings.ocrflux_drain_timeout_s,
             **extra,
@@ -132,13 +133,21 @@ def build_pipeline(
                 submission=f"{record.partition}@{record.offset}",
             )
 
-        runners.append(runner("split", names.documents, split))
+        async def split_crashed(record: ConsumerRecord[bytes, bytes], exc: Exception) -> None:
+            await splitter.answer_crash(record.key, record.value or b"", exc)
+
+        runners.append(runner("split", names.documents, split, on_error=split_crashed))
 
     if "recognize" in roles:
 
         async def recognize(record: ConsumerRecord[bytes, bytes]) -> None:
             await recognize_record(
-                record.key, record.value or b"", settings, engines, outbox, metrics
+                record.key, record.value or b"", settings, engines, gate, outbox, metrics
+            )
+
+        async def recognize_crashed(record: ConsumerRecord[bytes, bytes], exc: Exception) -> None:
+            await answer_recognize_crash(
+                record.key, record.value or b"", exc, settings, outbox, metrics
             )
 
         runners.append(
@@ -147,6 +156,8 @@ def build_pipeline(
                 names.pages,
                 recognize,
                 concurrency=settings.ocrflux_recognize_concurrency,
+                on_error=recognize_crashed,
+                hold=lambda: gate.closed,  # Kafka keeps the pages while the model is away
             )
         )
 
@@ -155,7 +166,7 @@ def build_pipeline(
         results = ResultReader(names.results, options)
         closers.append(results.close)
         handler = AssembleHandler(
-            settings, Assembler(table), table, outbox, engines, blobs, metrics, results
+            settings, Assembler(table), table, outbox, engines, blobs, metrics, results, gate
         )
 
         async def restore(partitions: set[int]) -> None:
@@ -166,15 +177,22 @@ def build_pipeline(
 
         runners.append(
             runner(
-                "assemble", names.page_results, handler.handle, on_assign=restore, on_revoke=drop
+                "assemble",
+                names.page_results,
+                handler.handle,
+                on_assign=restore,
+                on_revoke=drop,
+                on_error=handler.answer_crash,
             )
         )
 
         async def sweep_forever() -> None:
             while True:
                 await asyncio.sleep(settings.ocrflux_sweep_interval_s)  # the sweep interval
-                with contextlib.suppress(Exception):
+                try:
                     handler.sweep()
+                except Exception:  # the next sweep tries again; say why this one failed
+                    _log.exception("relaunching merge jobs failed")
 
         background.append(sweep_forever)
 

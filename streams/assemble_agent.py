@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
 from functools import partial
-from typing import Any
 
 from aiokafka import ConsumerRecord
+from aiokafka.structs import RecordMetadata
 from pydantic import ValidationError
 
+from ocrflux.engines.base import Engine
 from schemas.records import (
     PageDone,
     PairsDetected,
@@ -21,9 +21,11 @@ from schemas.records import (
     decode,
     encode,
 )
-from streams.assembly import Assembler, DetectJob, Job, Step
+from schemas.results import ErrorInfo
+from streams.assembly import Assembler, DetectJob, Job, Step, outcome_key
 from streams.engine_pool import EnginePool
 from streams.metrics import WorkerMetrics
+from streams.model_gate import ModelGate
 from streams.outbox import Blobs, Outbox
 from streams.result_reader import ResultReader
 from streams.runtime.table import ChangelogTable
@@ -45,6 +47,7 @@ class AssembleHandler:
         blobs: Blobs,
         metrics: WorkerMetrics,
         results: ResultReader,
+        gate: ModelGate,
     ) -> None:
         self.settings = settings
         self.results = results
@@ -54,7 +57,8 @@ class AssembleHandler:
         self.engines = engines
         self.blobs = blobs
         self.metrics = metrics
-        self.inflight: dict[tuple[str, ...], asyncio.Task[None]] = {}
+        self.gate = gate
+        self.inflight: dict[tuple[str, ...], asyncio.Task[bool]] = {}
         self.slots = asyncio.Semaphore(settings.ocrflux_merge_concurrency)
 
     async def handle(self, message: ConsumerRecord[bytes, bytes]) -> None:
@@ -75,21 +79,53 @@ class AssembleHandler:
                 exc=exc,
             )
             return
+        if not isinstance(record, PageDone):
+            self.inflight.pop(outcome_key(record), None)  # the job's answer is here
         self.table.current_partition = message.partition
         at = message.timestamp / 1000
         step = self.assembler.apply(record, partition=message.partition, at=at)
-        if step.resend is not None:
-            if await self._resend(step):
-                return
-            # The old result is gone: this submission is assembled anew from its pages, this
-            # page first (`_finished_already` asks for a resend on a submission's first page).
+        if step.restart or (step.resend is not None and not await self._resend(step)):
+            # A degraded result is not final, and a result no longer on the topic cannot be
+            # sent again: this submission is assembled anew from its pages, this page first.
             self.assembler.forget(record.doc_id)
             step = self.assembler.apply(record, partition=message.partition, at=at)
         await self.table.sync()
         self.launch(step.jobs)
+        await self._finish(step)
+
+    async def answer_crash(self, message: ConsumerRecord[bytes, bytes], exc: Exception) -> None:
+        """A record that made the handler raise (a bug): its document ends `failed`, and the
+        record goes to the dlq."""
+        names = self.outbox.names
+        _log.error(
+            "page-results record %s[%d]@%d raised; its document fails",
+            message.topic,
+            message.partition,
+            message.offset,
+            exc_info=exc,
+        )
+        self.metrics.errors.labels("assemble", "internal").inc()
+        doc_id = _doc_id_of(message)
+        await self.outbox.dlq(
+            topic=names.page_results,
+            key=message.key,
+            value=message.value or b"",
+            stage="assemble",
+            code="internal",
+            message=f"{type(exc).__name__}: {exc}"[:500],
+            exc=exc,
+            doc_id=doc_id,
+        )
+        if doc_id is None:
+            return
+        self.table.current_partition = message.partition
+        error = ErrorInfo(code="internal", message=f"assembling failed: {exc!r}"[:500])
+        await self._finish(self.assembler.fail(doc_id, error))
+
+    async def _finish(self, step: Step) -> None:
+        """Emit the step's result, if any (durable before the document is marked done)."""
         if step.result is not None:
-            delivery = await self._emit(step.result)
-            done = await delivery  # the result is durable before the document is marked done
+            done = await self._emit(step.result)
             self.assembler.mark_emitted(step, (done.partition, done.offset))
             await self.table.sync()
         await self.outbox.progress(step.progress)
@@ -112,7 +148,7 @@ class AssembleHandler:
             return False
         info = resend.info
         record = old.model_copy(update={"metadata": info.metadata, "reply_to": info.reply_to})
-        done = await (await self.outbox.send(names.results, resend.doc_id, record))
+        done = await self.outbox.deliver(names.results, resend.doc_id, record)
         self.assembler.mark_resent(step, (done.partition, done.offset))
         await self.table.sync()
         _log.info("answered a new submission of %s with its result", resend.doc_id)
@@ -123,7 +159,7 @@ class AssembleHandler:
         await self.outbox.progress(event)
         return True
 
-    async def _emit(self, result: ResultRecord) -> Awaitable[Any]:
+    async def _emit(self, result: ResultRecord) -> RecordMetadata:
         names = self.outbox.names
         encoded = encode(result)
         if len(encoded) > self.settings.result_max_bytes:
@@ -132,66 +168,82 @@ class AssembleHandler:
             result = result.model_copy(
                 update={"document_text": "", "content": "", "page_texts": {}, "result_ref": url}
             )
-        delivery = await self.outbox.send(names.results, result.doc_id, result)
+        delivered = await self.outbox.deliver(names.results, result.doc_id, result)
         self.metrics.document_done(result)
-        return delivery
+        return delivered
 
     def launch(self, jobs: list[Job]) -> int:
+        """Start the jobs not already under way. A job stays listed in `inflight` until its
+        outcome record comes back through page-results (`handle` removes it), not merely until
+        its task ends: in between, the state still asks for it, and relaunching it then would
+        repeat the model's work."""
         launched = 0
         for job in jobs:
             if job.key not in self.inflight:
                 task = asyncio.create_task(self._run(job))
                 self.inflight[job.key] = task
-                task.add_done_callback(partial(self._forget, job.key))
+                task.add_done_callback(partial(self._ended, job.key))
                 launched += 1
         return launched
 
-    def _forget(self, key: tuple[str, ...], _task: asyncio.Task[None]) -> None:
-        self.inflight.pop(key, None)
+    def _ended(self, key: tuple[str, ...], task: asyncio.Task[bool]) -> None:
+        delivered = not task.cancelled() and task.exception() is None and task.result()
+        if not delivered and self.inflight.get(key) is task:
+            del self.inflight[key]  # no outcome is coming: the sweeper may start it again
 
     def sweep(self) -> None:
-        """Relaunch jobs of owned, unfinished documents that nothing here is working on."""
+        """Relaunch jobs of owned, unfinished documents that nothing here is working on, and
+        forget finished jobs of documents this worker no longer holds."""
         documents = launched = 0
+        held = set()
         for state in self.assembler.documents():  # the table holds owned partitions only
+            held.add(state.doc_id)
             relaunched = self.launch(self.assembler.pending_jobs(state.doc_id))
             documents += relaunched > 0
             launched += relaunched
+        for key in [k for k, t in self.inflight.items() if t.done() and k[1] not in held]:
+            del self.inflight[key]
         if launched:
             _log.info("relaunched %d merge job(s) of %d document(s)", launched, documents)
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: Job) -> bool:
+        """Run one job; True once its outcome record is on Kafka."""
         names = self.outbox.names
         try:
             async with self.slots:
                 engine = await self.engines.get(job.engine or None)
-                record: PairsDetected | TableMerged
-                if isinstance(job, DetectJob):
-                    self.metrics.merge_jobs.labels("detect").inc()
-                    found = await engine.detect_merges(
-                        job.previous, job.following, max_attempts=job.max_attempts
-                    )
-                    record = PairsDetected(
-                        doc_id=job.doc_id,
-                        first=job.first,
-                        pairs=found.value or [],
-                        usage=found.usage,
-                    )
-                else:
-                    self.metrics.merge_jobs.labels("table").inc()
-                    merged = await engine.merge_tables(
-                        job.table1, job.table2, max_attempts=job.max_attempts
-                    )
-                    record = TableMerged(
-                        doc_id=job.doc_id,
-                        page=job.page,
-                        i=job.i,
-                        j=job.j,
-                        html=merged.value,
-                        usage=merged.usage,
-                    )
-            await self.outbox.send(names.page_results, job.doc_id, record)
+                record = await self.gate.run(engine, partial(self._ask, engine, job))
+            await self.outbox.deliver(names.page_results, job.doc_id, record)
         except asyncio.CancelledError:
             raise
         except Exception:  # the sweeper retries; a job must not take the worker down
             _log.exception("merge job %s failed; it will be relaunched", job.key)
             self.metrics.errors.labels("assemble", "merge_job").inc()
+            return False
+        return True
+
+    async def _ask(self, engine: Engine, job: Job) -> PairsDetected | TableMerged:
+        """The model's answer to one merge job, as the record that brings it back."""
+        if isinstance(job, DetectJob):
+            self.metrics.merge_jobs.labels("detect").inc()
+            found = await engine.detect_merges(
+                job.previous, job.following, max_attempts=job.max_attempts
+            )
+            return PairsDetected(
+                doc_id=job.doc_id, first=job.first, pairs=found.value or [], usage=found.usage
+            )
+        self.metrics.merge_jobs.labels("table").inc()
+        merged = await engine.merge_tables(job.table1, job.table2, max_attempts=job.max_attempts)
+        return TableMerged(
+            doc_id=job.doc_id,
+            page=job.page,
+            i=job.i,
+            j=job.j,
+            html=merged.value,
+            usage=merged.usage,
+        )
+
+
+def _doc_id_of(message: ConsumerRecord[bytes, bytes]) -> str | None:
+    """The document a page-results record belongs to: its key (every writer keys by doc_id)."""
+    return message.key.decode(errors="replace") if message.key else None

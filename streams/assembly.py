@@ -35,7 +35,7 @@ from schemas.records import (
     ResultRecord,
     TableMerged,
 )
-from schemas.results import PageResult, TokenUsage
+from schemas.results import ErrorInfo, PageResult, TokenUsage
 
 Pair = tuple[int, int]
 
@@ -129,6 +129,13 @@ class TableJob:
 Job = DetectJob | TableJob
 
 
+def outcome_key(record: PairsDetected | TableMerged) -> tuple[str, ...]:
+    """The `key` of the job whose answer `record` is."""
+    if isinstance(record, PairsDetected):
+        return ("detect", record.doc_id, str(record.first))
+    return ("table", record.doc_id, str(record.page), str(record.i))
+
+
 @dataclass(frozen=True)
 class Resend:
     """Send the document's result again, found at `partition`/`offset` of the results topic, as
@@ -149,6 +156,9 @@ class Step:
     progress: ProgressEvent | None = None
     finished_keys: list[str] = field(default_factory=list)
     resend: Resend | None = None
+    #: A new submission of a document whose result was degraded (partial or failed): it is
+    #: recognized and assembled again rather than answered with that result.
+    restart: bool = False
     submission: str | None = None  # of the result or resend: the one its marker will name
 
 
@@ -215,7 +225,9 @@ class Assembler:
     def _finished_already(
         self, state: EmittedDoc, record: PageDone | PairsDetected | TableMerged
     ) -> Step:
-        """A late copy is ignored; the first page of a new submission asks for the result again.
+        """A late copy is ignored; the first page of a new submission asks for the result again,
+        or, when that result was degraded (`partial`, `failed`), for the document to be
+        assembled again from the new submission's pages: only a `completed` result is final.
 
         Nothing is written here: the agent handles records one at a time and marks the resend
         once it is delivered (`mark_resent`), so a crash in between resends it again.
@@ -223,12 +235,11 @@ class Assembler:
         if not isinstance(record, PageDone):
             return Step()
         submission = record.info.submission
-        if (
-            submission is None
-            or submission == state.submission
-            or state.result_partition is None
-            or state.result_offset is None
-        ):
+        if submission is None or submission == state.submission:
+            return Step()
+        if state.status != "completed":
+            return Step(restart=True, submission=submission)
+        if state.result_partition is None or state.result_offset is None:
             return Step()
         resend = Resend(record.doc_id, state.result_partition, state.result_offset, record.info)
         return Step(resend=resend, submission=submission)
@@ -371,6 +382,7 @@ class Assembler:
             engine=info.engine,
             model=info.model,
             timings=timings,
+            warnings=info.warnings,
         )
         record = ResultRecord(**result.model_dump(), metadata=info.metadata, reply_to=info.reply_to)
         progress = ProgressEvent(
@@ -402,6 +414,34 @@ class Assembler:
         )
         for key in step.finished_keys:
             del self.store[key]
+
+    def fail(self, doc_id: str, error: ErrorInfo) -> Step:
+        """The `failed` result of a document whose records cannot be applied (a bug): it ends
+        the document like any other result, so later copies are ignored and a new submission
+        starts over."""
+        state = self.store.get(doc_id)
+        if isinstance(state, EmittedDoc):
+            return Step()
+        info = state.info if isinstance(state, DocState) else None
+        prefix = f"{doc_id}/"
+        record = ResultRecord(
+            doc_id=doc_id,
+            status="failed",
+            error=error,
+            num_pages=info.num_pages if info else 0,
+            output_format=info.options.output_format if info else "markdown",
+            source=info.source if info else None,
+            engine=info.engine if info else "",
+            model=info.model if info else None,
+            metadata=info.metadata if info else {},
+            reply_to=info.reply_to if info else None,
+        )
+        return Step(
+            result=record,
+            progress=ProgressEvent(doc_id=doc_id, stage="failed"),
+            finished_keys=[key for key in list(self.store) if key.startswith(prefix)],
+            submission=info.submission if info else None,
+        )
 
     def forget(self, doc_id: str) -> None:
         """Drop a finished document's marker: its next page starts a new assembly."""

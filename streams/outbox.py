@@ -3,11 +3,12 @@ plus dlq records for what could not be processed."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import traceback
-from collections.abc import Awaitable
 from typing import Any, Literal, Protocol
 
+from aiokafka.structs import RecordMetadata
 from pydantic import BaseModel
 
 from connectors.kafka_config import KafkaSettings
@@ -36,9 +37,15 @@ class Outbox:
         self._producer = producer
         self.names = settings.topics
 
-    async def send(self, name: str, key: str, record: BaseModel) -> Awaitable[Any]:
-        """Hand a record to the producer; the returned future completes on delivery."""
+    async def send(self, name: str, key: str, record: BaseModel) -> asyncio.Future[Any]:
+        """Hand a record to the producer; the returned future completes on delivery. Inside a
+        handler the runner also waits for it (and sends it again if it fails) before the input
+        record counts as finished."""
         return await self._producer.send(name, key.encode(), encode(record))
+
+    async def deliver(self, name: str, key: str, record: BaseModel) -> RecordMetadata:
+        """Send a record and wait until Kafka has it, sending it again after failures."""
+        return await self._producer.deliver(name, key.encode(), encode(record))
 
     async def progress(self, event: ProgressEvent | None) -> None:
         if event is not None:

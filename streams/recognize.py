@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from pydantic import ValidationError
 
@@ -14,6 +15,7 @@ from schemas.records import PageDone, PageTask, decode
 from schemas.results import ErrorInfo
 from streams.engine_pool import EnginePool
 from streams.metrics import WorkerMetrics
+from streams.model_gate import ModelGate
 from streams.outbox import Outbox
 from streams.settings import WorkerSettings
 
@@ -39,14 +41,15 @@ async def recognize_record(
     value: bytes,
     settings: WorkerSettings,
     engines: EnginePool,
+    gate: ModelGate,
     outbox: Outbox,
     metrics: WorkerMetrics,
 ) -> None:
+    """One page task in, its page result out. While the model is unreachable the page waits
+    (`ModelGate`); any other exception is the runner's to answer (`answer_crash`)."""
     names = outbox.names
     try:
-        task = decode(value)
-        if not isinstance(task, PageTask):
-            raise ValueError(f"expected a page_task, got {type(task).__name__}")
+        task = _page_task(value)
     except (ValidationError, ValueError) as exc:
         await outbox.dlq(
             topic=names.pages,
@@ -59,25 +62,46 @@ async def recognize_record(
         )
         metrics.errors.labels("recognize", "invalid_record").inc()
         return
-    try:
-        engine = await engines.get(task.info.options.engine)
-        done = await recognize(task, engine, settings.ocrflux_worker_id)
-    except Exception as exc:  # a page must never be lost: answer with a failed page
-        _log.exception("page %s/%s failed unexpectedly", task.doc_id, task.page)
-        code = exc.code if isinstance(exc, OcrfluxError) else "internal"
-        await outbox.dlq(
-            topic=names.pages,
-            key=key,
-            value=value,
-            stage="recognize",
-            code=code,
-            message=str(exc)[:500],
-            exc=exc,
-            doc_id=task.doc_id,
-        )
-        done = _failed_page(task, code, str(exc), settings.ocrflux_worker_id)
+    engine = await engines.get(task.info.options.engine)
+    done = await gate.run(engine, partial(recognize, task, engine, settings.ocrflux_worker_id))
     metrics.page_done(done)
     await outbox.send(names.page_results, task.doc_id, done)
+
+
+async def answer_crash(
+    key: bytes | None,
+    value: bytes,
+    exc: Exception,
+    settings: WorkerSettings,
+    outbox: Outbox,
+    metrics: WorkerMetrics,
+) -> None:
+    """A page whose recognition raised (a bug, a broken engine) must not be lost: it is
+    answered with a failed page, and the task goes to the dlq."""
+    names = outbox.names
+    task = _page_task(value)  # it decoded before the handler raised
+    _log.error("page %s/%s failed unexpectedly", task.doc_id, task.page, exc_info=exc)
+    code = exc.code if isinstance(exc, OcrfluxError) else "internal"
+    await outbox.dlq(
+        topic=names.pages,
+        key=key,
+        value=value,
+        stage="recognize",
+        code=code,
+        message=str(exc)[:500],
+        exc=exc,
+        doc_id=task.doc_id,
+    )
+    done = _failed_page(task, code, str(exc), settings.ocrflux_worker_id)
+    metrics.page_done(done)
+    await outbox.send(names.page_results, task.doc_id, done)
+
+
+def _page_task(value: bytes) -> PageTask:
+    task = decode(value)
+    if not isinstance(task, PageTask):
+        raise ValueError(f"expected a page_task, got {type(task).__name__}")
+    return task
 
 
 def _failed_page(task: PageTask, code: str, message: str, worker: str) -> PageDone:

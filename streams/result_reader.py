@@ -60,5 +60,4 @@ class ResultReader:
             return None
 
     async def close(self) -> None:
-        if self._started:
-            await self._consumer.stop()
+        await self._consumer.stop()  # also when never started: it marks the consumer closed

@@ -89,6 +89,7 @@ async def split_document(
             reply_to=request.reply_to,
             submitted_at=request.submitted_at,
             submission=submission,
+            warnings=document.warnings,
         )
         yield ProgressEvent(doc_id=doc_id, stage="split", pages_total=len(indices))
         waiting = iter(indices)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,6 +30,14 @@ _log = logging.getLogger(__name__)
 
 def _key_text(key: bytes | None) -> str | None:
     return key.decode(errors="replace") if key else None
+
+
+def _request_or_none(value: bytes) -> DocumentRequest | None:
+    try:
+        request = decode(value)
+    except (ValidationError, ValueError):
+        return None
+    return request if isinstance(request, DocumentRequest) else None
 
 
 class SplitHandler:
@@ -66,7 +73,7 @@ class SplitHandler:
         _log.info(
             "splitting %s (%s) from %s", doc_id, request.filename or request.content_ref, where
         )
-        pending: list[Awaitable[Any]] = []
+        pending: list[asyncio.Future[Any]] = []
         sent = 0
         try:
             async for item in split_document(
@@ -90,13 +97,24 @@ class SplitHandler:
                 sent += 1
                 self.metrics.pages_split.inc()
                 if len(pending) >= self.settings.ocrflux_split_outstanding:
-                    await pending.pop(0)  # bound the rendered pages waiting for delivery
+                    # Bound the rendered pages waiting for delivery; a failed delivery is the
+                    # runner's to send again, so this only waits for an outcome.
+                    await asyncio.wait([pending.pop(0)])
         except OcrfluxError as exc:
             await self._fail(doc_id, key, value, exc, request.options, exc, request)
             return
-        await asyncio.gather(*pending)
         self.metrics.documents_split.inc()
-        _log.info("split %s: %d page records delivered", doc_id, sent)
+        _log.info("split %s: %d page records handed to Kafka", doc_id, sent)
+
+    async def answer_crash(self, key: bytes | None, value: bytes, exc: Exception) -> None:
+        """A request whose split raised (a bug): a failed result and a dlq record, as for bad
+        input, so the caller hears of it and the record is kept."""
+        _log.error("splitting the request keyed %r raised", _key_text(key), exc_info=exc)
+        request = _request_or_none(value)
+        doc_id = request_doc_id(request) if request is not None else _key_text(key)
+        options = request.options if request is not None else ConversionOptions()
+        error = OcrfluxError(f"splitting failed: {exc!r}"[:500])
+        await self._fail(doc_id, key, value, error, options, exc, request)
 
     async def _fetch(self, url: str, max_bytes: int, sha256: str | None) -> bytes:
         return await self.blobs.fetch(url, max_bytes=max_bytes, expected_sha256=sha256)

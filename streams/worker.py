@@ -13,6 +13,7 @@ from streams.app import Pipeline, build_pipeline
 from streams.engine_pool import EnginePool
 from streams.metrics import WorkerMetrics
 from streams.runtime.clients import Producer
+from streams.runtime.log_limit import limit_repeats
 from streams.settings import ROLES, WorkerSettings
 
 _log = logging.getLogger(__name__)
@@ -116,5 +117,6 @@ async def serve(settings: WorkerSettings, roles: Sequence[str]) -> None:
 
 
 def run_worker(settings: WorkerSettings, roles: Sequence[str]) -> int:
+    limit_repeats()  # a broker outage must not bury the log in connection errors
     asyncio.run(serve(settings, roles))
     return 0

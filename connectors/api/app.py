@@ -1,8 +1,8 @@
 """`create_app(settings)`: the HTTP API as an aiohttp application.
 
-Resources (the rendering executor, the guarded HTTP session, the vLLM client, the result
-cache, the job service and the mode: direct or kafka) are opened and closed in `cleanup_ctx`,
-and handlers find them under the typed keys of `connectors.api.keys`.
+Resources (the spool folder for uploads, the guarded HTTP session, the vLLM client, the result
+cache, the job service and the mode: direct, with its conversion processes, or kafka) are opened
+and closed in `cleanup_ctx`, and handlers find them under the typed keys of `connectors.api.keys`.
 
 Authentication: with `API_KEYS` set, every route needs one of the keys (`X-API-Key: KEY` or
 `Authorization: Bearer KEY`) except `/health` and `/ready` (probes), and `/docs`,
@@ -15,7 +15,6 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -28,12 +27,13 @@ from connectors.api.errors import ApiError, Unauthorized, error_response, respon
 from connectors.api.fetch import GuardedHttp, UrlPolicy
 from connectors.api.jobs import JobStore
 from connectors.api.kafka_mode import KafkaMode
-from connectors.api.keys import HTTP, METRICS, MODE, OPENAPI, SERVICE, SETTINGS, VLLM
+from connectors.api.keys import HTTP, METRICS, MODE, OPENAPI, SERVICE, SETTINGS, SPOOLS, VLLM
 from connectors.api.metrics import ApiMetrics, metrics_middleware
 from connectors.api.models import ReadyResponse
 from connectors.api.openapi import DOCS_HTML, build_openapi, swagger_ui_dir
 from connectors.api.service import JobService
 from connectors.api.settings import ApiSettings
+from connectors.api.spool import SpoolFolder
 from ocrflux.engines.factory import vllm_client
 from ocrflux.errors import OcrfluxError
 
@@ -43,8 +43,6 @@ _log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: Rendering threads (PDF pages to PNG): rendering is CPU work that must stay off the loop.
-RENDER_THREADS = 4
 #: Routes a load balancer or orchestrator probes without credentials.
 PROBE_PATHS = frozenset({"/health", "/ready"})
 DOCS_PATHS = ("/docs", "/openapi.json")
@@ -83,7 +81,8 @@ def routes(app: web.Application) -> None:
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     metrics = app[METRICS]
-    executor = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="ocrflux-api-render")
+    spools = SpoolFolder(settings.ocrflux_spool_dir)
+    app[SPOOLS] = spools
     http = GuardedHttp(
         UrlPolicy(settings.fetch_allow), max_redirects=settings.ocrflux_fetch_max_redirects
     )
@@ -106,14 +105,21 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         backoff_s=settings.ocrflux_callback_backoff_s,
         timeout_s=settings.ocrflux_callback_timeout_s,
     )
-    service = JobService(store, cache, callbacks, metrics, settings.ocrflux_retry_after_s)
+    service = JobService(
+        store,
+        cache,
+        callbacks,
+        metrics,
+        retry_after_s=settings.ocrflux_retry_after_s,
+        max_upload_bytes_in_flight=settings.ocrflux_max_upload_bytes_in_flight,
+    )
     app[SERVICE] = service
     mode: DirectMode | KafkaMode
     if settings.ocrflux_mode == "kafka":
         mode = KafkaMode(settings, store, callbacks)
         await mode.open()
     else:
-        mode = DirectMode(settings, store, vllm, executor, metrics)
+        mode = DirectMode(settings, store, vllm, metrics)
     service.attach(mode)
     app[MODE] = mode
     _log.info(
@@ -132,7 +138,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         if vllm is not None:
             await vllm.close()
         await http.close()
-        executor.shutdown(wait=False, cancel_futures=True)
+        spools.remove()
 
 
 # --- middlewares --------------------------------------------------------------------------------
@@ -144,6 +150,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except (ApiError, OcrfluxError) as exc:
         return response_for(exc)
+    except ConnectionError:  # the client went away (e.g. mid-upload): nobody to answer
+        raise
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

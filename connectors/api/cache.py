@@ -5,9 +5,10 @@
     └── RedisCache  `redis.asyncio`, JSON values under `ocrflux:result:<key>` with a TTL
 
 Keys come from `ocrflux.identity.doc_id_for` (the same id the stream processor uses), so a
-resubmitted document is answered without recognising it again. Only results worth repeating
-are stored (completed or partial, never failed). A cache that fails is logged and skipped:
-the cache may make answers faster, never make them fail.
+resubmitted document is answered without recognising it again. Only `completed` results are
+stored: a `partial` one (pages filled from text layers because the model failed them) is a
+degraded answer that a later conversion may improve, and a failed one is no answer. A cache
+that fails is logged and skipped: the cache may make answers faster, never make them fail.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def cache_key(doc_id: str, engine: str) -> str:
 
 
 def worth_caching(result: DocumentResult) -> bool:
-    return result.status in ("completed", "partial")
+    return result.status == "completed"
 
 
 class ResultCache(Protocol):

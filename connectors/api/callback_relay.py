@@ -62,7 +62,6 @@ class CallbackRelay:
             topic=settings.topics.results,
             group_id=f"{settings.ocrflux_topic_prefix}.api-callbacks",
             handler=self._handle,
-            producer=None,
             consumer_options={
                 **client_options(settings),
                 "client_id": "ocrflux-api-callbacks",

@@ -7,10 +7,11 @@ scripts that check `status` keep working, and a stable `error_code`). Domain err
     ApiError                       code                 HTTP
     ├── Unauthorized               "unauthorized"       401
     ├── NotFound                   "not_found"          404
+    ├── BodyTimeout                "body_timeout"       408 (and the connection is closed)
     ├── InvalidRequest             "invalid_request"    422
     ├── Saturated                  "saturated"          503 + Retry-After
     └── (any OcrfluxError)         its code             its http_status
-    UrlRefused(FetchFailed)        "url_refused"        400
+    UrlRefused(FetchFailed)        "url_refused"        400  (connectors.blobstore.url_policy)
 """
 
 from __future__ import annotations
@@ -20,19 +21,15 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from connectors.api.models import ErrorResponse
-from ocrflux.errors import FetchFailed, OcrfluxError
-
-
-class UrlRefused(FetchFailed):
-    """A URL the server will not fetch: its scheme, or an address it resolves to."""
-
-    code = "url_refused"
-    http_status = 400
+from connectors.blobstore.url_policy import UrlRefused as UrlRefused  # the API's name for it
+from ocrflux.errors import OcrfluxError
 
 
 class ApiError(Exception):
     status: int = 400
     code: str = "bad_request"
+    #: Close the connection after the answer instead of reading what is left of the body.
+    close_connection: bool = False
 
     def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
@@ -51,6 +48,14 @@ class Unauthorized(ApiError):
 class NotFound(ApiError):
     status = 404
     code = "not_found"
+
+
+class BodyTimeout(ApiError):
+    """The request body stopped arriving: nothing came for the body read timeout."""
+
+    status = 408
+    code = "body_timeout"
+    close_connection = True
 
 
 class InvalidRequest(ApiError):
@@ -88,5 +93,8 @@ def error_response(
 
 def response_for(exc: ApiError | OcrfluxError) -> web.Response:
     if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.code, exc.detail, exc.headers)
+        response = error_response(exc.status, exc.code, exc.detail, exc.headers)
+        if exc.close_connection:
+            response.force_close()
+        return response
     return error_response(exc.http_status, exc.code, exc.message)

@@ -4,9 +4,11 @@
        │          └──────> failed         (a failed result, or an error before any result)
        └─────────────────> completed | failed
 
-A terminal job stays terminal; a later submission of the same document (same `job_id`, since
-`job_id` is the doc_id: content hash + options) starts over only when the job failed. In kafka
-mode the store is fed by the progress and results topics, so any instance knows every job.
+A terminal job stays terminal. A later submission of the same document (same `job_id`, since
+`job_id` is the doc_id: content hash + options) joins the job while it runs or when its
+document completed (`Job.reusable`); a job that failed, or whose document is only `partial`,
+is replaced by a new one: degraded results are never served as final. In kafka mode the store
+is fed by the progress and results topics, so any instance knows every job.
 
 Memory is bounded: at most `retained` finished jobs are kept (oldest dropped first); jobs in
 flight are bounded by the modes' own limits.
@@ -57,6 +59,14 @@ class Job:
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL
+
+    @property
+    def reusable(self) -> bool:
+        """Whether a new submission of the same document may be answered by this job: while it
+        is under way, or once its document completed (not partial, not failed)."""
+        if not self.terminal:
+            return True
+        return self.result is not None and self.result.status == "completed"
 
     def status(self) -> JobStatus:
         response = None
@@ -114,10 +124,10 @@ class JobStore:
         return sum(1 for job in self._jobs.values() if not job.terminal)
 
     def add(self, job: Job) -> Job:
-        """Store a new job, replacing a failed one of the same id; an existing job that has not
-        failed is returned instead (the submission joins it)."""
+        """Store a new job, replacing one of the same id that is not `reusable`; a reusable one
+        is returned instead (the submission joins it)."""
         existing = self._jobs.get(job.job_id)
-        if existing is not None and existing.state != "failed":
+        if existing is not None and existing.reusable:
             return existing
         self._jobs[job.job_id] = job
         self._jobs.move_to_end(job.job_id)

@@ -5,7 +5,9 @@ documents above `DEFAULT_INLINE_LIMIT` go to the blob store, claim check). Every
 the progress and results topics from `OCRFLUX_JOB_HISTORY_S` ago onwards into its job store, so
 any instance answers for any job: nothing pins a job to the instance that accepted it. A request
 for a job this instance has not seen yet first waits (briefly) until its reader has caught up
-with the topics' current ends, so a job submitted elsewhere a moment ago is found.
+with the topics' current ends, so a job submitted elsewhere a moment ago is found. A result read
+back from the topics is reused only when its document completed: a new submission of a document
+whose result was `partial` or `failed` is sent to the workers again (`Job.reusable`).
 
 A submission's callback URL travels with the document request (its metadata) and comes back on
 the result, where the API instances' callback relay sends it (`callback_relay.py`).
@@ -129,8 +131,11 @@ class KafkaMode:
     def engine_for(self, submission: Submission) -> str:
         return self.name
 
+    def capacity(self) -> int:
+        return self._settings.ocrflux_max_queued - len(self._mine)
+
     def saturated(self) -> bool:
-        return len(self._mine) >= self._settings.ocrflux_max_queued
+        return self.capacity() <= 0
 
     async def start(self, job: Job, submission: Submission) -> None:
         try:
@@ -141,7 +146,7 @@ class KafkaMode:
         self._mine.add(job.job_id)
 
     async def _send(self, job: Job, submission: Submission) -> None:
-        data = submission.data
+        data = await submission.spool.read()  # sent before `start` returns: no hold needed
         source: dict[str, Any]
         if len(data) <= DEFAULT_INLINE_LIMIT:
             source = {"content": data}
@@ -156,7 +161,7 @@ class KafkaMode:
             content_sha256=submission.sha256,
             content_length=len(data),
             filename=submission.source,
-            content_type=_content_type(data),
+            content_type=_content_type(submission.spool.head),
             options=submission.options,
             metadata=metadata,
             **source,
@@ -295,7 +300,9 @@ class KafkaMode:
 
     def _apply_progress(self, event: ProgressEvent) -> None:
         job = self._store.get(event.doc_id)
-        if job is None or (job.state == "failed" and event.stage == "queued"):
+        # A new submission (from any instance) of a document whose job failed or ended
+        # partial starts a new job: only completed documents are reused.
+        if job is None or (not job.reusable and event.stage == "queued"):
             if event.stage in ("completed", "partial", "failed"):
                 return  # the result record follows and creates the job
             job = self._store.add(Job(job_id=event.doc_id, created_at=event.at))
@@ -361,8 +368,8 @@ def _ends(consumer: Consumer, partitions: list[TopicPartition]) -> dict[tuple[st
     return ends
 
 
-def _content_type(data: bytes) -> str | None:
+def _content_type(head: bytes) -> str | None:
     try:
-        return MIME_TYPES[sniff(data)]
+        return MIME_TYPES[sniff(head)]
     except OcrfluxError:
         return None

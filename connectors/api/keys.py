@@ -12,6 +12,7 @@ from connectors.api.kafka_mode import KafkaMode
 from connectors.api.metrics import ApiMetrics
 from connectors.api.service import JobService
 from connectors.api.settings import ApiSettings
+from connectors.api.spool import SpoolFolder
 from ocrflux.vllm_client import VllmClient
 
 SETTINGS = web.AppKey("settings", ApiSettings)
@@ -22,3 +23,4 @@ VLLM: web.AppKey[VllmClient | None] = web.AppKey("vllm")
 HTTP = web.AppKey("http", GuardedHttp)
 MODE: web.AppKey[DirectMode | KafkaMode] = web.AppKey("mode")
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
+SPOOLS = web.AppKey("spools", SpoolFolder)

@@ -81,9 +81,13 @@ def _form(*, callback: bool) -> dict[str, Any]:
 _INPUT_ERRORS = {
     "400": _error("Unsupported type or extension, empty document, refused or unreadable URL"),
     "401": _error("Missing or wrong API key"),
+    "408": _error("The request body stopped arriving (nothing for OCRFLUX_BODY_READ_TIMEOUT_S)"),
     "413": _error("Document larger than the upload limit"),
-    "422": _error("Invalid fields, too many pages, corrupt or encrypted document"),
-    "503": _unavailable("Saturated, or no vLLM / Kafka to convert with"),
+    "422": _error("Invalid or repeated fields, too many pages, corrupt or encrypted document"),
+    "503": _unavailable(
+        "Saturated or too many upload bytes in flight (answered before the body is read), or "
+        "no vLLM / Kafka to convert with, or vLLM stopped answering during the conversion"
+    ),
 }
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _NOT_FOUND = {"401": _error("Missing or wrong API key"), "404": _error("Unknown job")}

@@ -3,88 +3,140 @@
 Their shapes and status codes are the guide's (protocol section 7): a conversion that fails is
 200 with `status: "error"` and `error: "Failed to parse document"`; a document we cannot take
 (unsupported type, empty, too large, too many pages, refused URL) is 4xx with `detail`; no vLLM
-to convert with is 503. Every answer carries `status`, and errors a stable `error_code`.
+to convert with is 503 with `Retry-After`, also when vLLM stopped answering during the
+conversion (`vllm_unavailable`). Every answer carries `status`, and errors a stable `error_code`.
+
+`uploaded` and `fetched` turn a request into a `Submission` for the jobs routes as well: the
+request is admitted before its body is read, and its spool file released when it is done.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from aiohttp import web
 
 from connectors.api.errors import ApiError, Unavailable, error_response
 from connectors.api.jobs import Job, convert_response
-from connectors.api.keys import HTTP, MODE, SERVICE, SETTINGS, VLLM
+from connectors.api.keys import HTTP, MODE, SERVICE, SETTINGS, SPOOLS, VLLM
 from connectors.api.models import ConvertUrlRequest, HealthResponse, json_body
 from connectors.api.service import Submission
-from connectors.api.uploads import options_from, read_json, read_upload
+from connectors.api.uploads import options_from, read_json, read_upload, upload_allowance
 from ocrflux.chat import ChatAnswerError
 from ocrflux.errors import ERROR_CLASSES, InputError, ModelUnavailable
 from ocrflux.sniff import sniff
 from schemas.results import DocumentResult, ErrorInfo
 
-__all__ = ["convert_file", "convert_url", "fetch_submission", "health", "models"]
+__all__ = ["convert_file", "convert_url", "fetched", "health", "models", "uploaded"]
 
 
 async def convert_file(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    upload = await read_upload(request, max_bytes=settings.max_file_bytes)
-    options = options_from(
-        dict(upload.fields),
-        default_retries=settings.max_page_retries,
-        default_skip_merge=settings.skip_cross_page_merge,
-    )
-    submission = Submission(upload.data, options, "filename", upload.filename)
-    return await _convert(request, submission)
+    async with uploaded(request) as submission:
+        job = await request.app[SERVICE].submit(submission)
+    return await _answer(request, job, submission)
 
 
 async def convert_url(request: web.Request) -> web.Response:
-    body = await read_json(request, ConvertUrlRequest)
-    submission = await fetch_submission(request, body)
-    return await _convert(request, submission)
-
-
-async def fetch_submission(
-    request: web.Request, body: ConvertUrlRequest, callback_url: str | None = None
-) -> Submission:
-    """Download the URL (SSRF-guarded, size and time limits) and check its type."""
     settings = request.app[SETTINGS]
+    body = await read_json(
+        request, ConvertUrlRequest, timeout_s=settings.ocrflux_body_read_timeout_s
+    )
+    async with fetched(request, body) as submission:
+        job = await request.app[SERVICE].submit(submission)
+    return await _answer(request, job, submission)
+
+
+@asynccontextmanager
+async def uploaded(request: web.Request, *, callbacks: bool = False) -> AsyncIterator[Submission]:
+    """The multipart upload of an admitted request (`callbacks`: with its `callback_url`)."""
+    settings = request.app[SETTINGS]
+    service = request.app[SERVICE]
+    allowance = upload_allowance(request, max_bytes=settings.max_file_bytes)
+    with service.admit(allowance):
+        upload = await read_upload(
+            request,
+            max_bytes=settings.max_file_bytes,
+            spools=request.app[SPOOLS],
+            timeout_s=settings.ocrflux_body_read_timeout_s,
+        )
+        try:
+            options = options_from(
+                dict(upload.fields),
+                default_retries=settings.max_page_retries,
+                default_skip_merge=settings.skip_cross_page_merge,
+            )
+            callback_url = (upload.fields.get("callback_url") or None) if callbacks else None
+            if callback_url:
+                service.callbacks.check(callback_url)
+            yield Submission(upload.spool, options, "filename", upload.filename, callback_url)
+        finally:
+            upload.spool.release()
+
+
+@asynccontextmanager
+async def fetched(
+    request: web.Request, body: ConvertUrlRequest, callback_url: str | None = None
+) -> AsyncIterator[Submission]:
+    """The document at the URL of an admitted request: downloaded (SSRF-guarded, size and time
+    limits), its type checked, then spooled so that a queued job does not keep it in memory."""
+    settings = request.app[SETTINGS]
+    service = request.app[SERVICE]
     options = options_from(
         body.model_dump(),
         default_retries=settings.max_page_retries,
         default_skip_merge=settings.skip_cross_page_merge,
     )
     if callback_url:
-        request.app[SERVICE].callbacks.check(callback_url)
-    data = await request.app[HTTP].get(
-        body.url, max_bytes=settings.max_file_bytes, timeout_s=settings.ocrflux_fetch_timeout_s
-    )
-    sniff(data)  # the guide's "cannot determine the URL's type" is 400 here too
-    return Submission(data, options, "url", body.url, callback_url)
+        service.callbacks.check(callback_url)
+    with service.admit():
+        data = await request.app[HTTP].get(
+            body.url, max_bytes=settings.max_file_bytes, timeout_s=settings.ocrflux_fetch_timeout_s
+        )
+        sniff(data)  # the guide's "cannot determine the URL's type" is 400 here too
+        spool = await request.app[SPOOLS].spool(data)
+        del data
+        try:
+            yield Submission(spool, options, "url", body.url, callback_url)
+        finally:
+            spool.release()
 
 
-async def _convert(request: web.Request, submission: Submission) -> web.Response:
-    service = request.app[SERVICE]
-    timeout_s = request.app[SETTINGS].ocrflux_sync_timeout_s
-    job = await service.submit(submission)
-    if not await service.store.wait(job, timeout_s):
+async def _answer(request: web.Request, job: Job, submission: Submission) -> web.Response:
+    """Wait for the job; the guide's answer for its result."""
+    settings = request.app[SETTINGS]
+    timeout_s = settings.ocrflux_sync_timeout_s
+    if not await request.app[SERVICE].store.wait(job, timeout_s):
         return error_response(
             504, "timeout", f"no result within {timeout_s:g}s; follow /v1/jobs/{job.job_id}"
         )
     result = job.result if job.result is not None else _failed(job)
-    if result.status == "failed":
-        code = result.error.code if result.error else "internal"
-        cls = ERROR_CLASSES.get(code)
-        if cls is not None and issubclass(cls, InputError):
-            message = result.error.message if result.error else code
-            return error_response(cls.http_status, code, message)
+    refusal = _refusal(result, settings.ocrflux_retry_after_s)
+    if refusal is not None:
+        return refusal
     response = convert_response(
         result,
         source_key=submission.source_key,
         source=submission.source,
-        file_size=len(submission.data),
+        file_size=submission.spool.size,
     )
     return web.json_response(json_body(response))
+
+
+def _refusal(result: DocumentResult, retry_after_s: int) -> web.Response | None:
+    """A failed conversion that is answered with an HTTP error rather than the guide's 200
+    `status: "error"`: the document's fault (its code's 4xx), or no model answered (503)."""
+    if result.status != "failed" or result.error is None:
+        return None
+    error = result.error
+    cls = ERROR_CLASSES.get(error.code)
+    if cls is not None and issubclass(cls, InputError):
+        return error_response(cls.http_status, error.code, error.message)
+    if cls is not None and issubclass(cls, ModelUnavailable):
+        retry = {"Retry-After": str(retry_after_s)}
+        return error_response(cls.http_status, error.code, error.message, retry)
+    return None
 
 
 def _failed(job: Job) -> DocumentResult:

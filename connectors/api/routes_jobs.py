@@ -17,9 +17,8 @@ from connectors.api.errors import InvalidRequest, NotFound
 from connectors.api.jobs import Job
 from connectors.api.keys import SERVICE, SETTINGS
 from connectors.api.models import JobAccepted, JobUrlRequest, json_body
-from connectors.api.routes_guide import fetch_submission
-from connectors.api.service import Submission
-from connectors.api.uploads import options_from, read_json, read_upload
+from connectors.api.routes_guide import fetched, uploaded
+from connectors.api.uploads import read_json
 
 __all__ = ["job_events", "job_status", "submit_job"]
 
@@ -29,23 +28,18 @@ HEARTBEAT_S = 15.0
 
 async def submit_job(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
+    service = request.app[SERVICE]
     if request.content_type.startswith("multipart/"):
-        upload = await read_upload(request, max_bytes=settings.max_file_bytes)
-        options = options_from(
-            dict(upload.fields),
-            default_retries=settings.max_page_retries,
-            default_skip_merge=settings.skip_cross_page_merge,
-        )
-        callback_url = upload.fields.get("callback_url") or None
-        if callback_url:
-            request.app[SERVICE].callbacks.check(callback_url)
-        submission = Submission(upload.data, options, "filename", upload.filename, callback_url)
+        async with uploaded(request, callbacks=True) as submission:
+            job = await service.submit(submission)
     elif request.content_type == "application/json":
-        body = await read_json(request, JobUrlRequest)
-        submission = await fetch_submission(request, body, body.callback_url)
+        body = await read_json(
+            request, JobUrlRequest, timeout_s=settings.ocrflux_body_read_timeout_s
+        )
+        async with fetched(request, body, body.callback_url) as submission:
+            job = await service.submit(submission)
     else:
         raise InvalidRequest("send multipart/form-data with a 'file', or JSON with a 'url'")
-    job = await request.app[SERVICE].submit(submission)
     status_url = f"/v1/jobs/{job.job_id}"
     accepted = JobAccepted(
         job_id=job.job_id,

@@ -1,9 +1,12 @@
 """What every submission goes through, whichever mode runs the conversion.
 
-`JobService.submit` names the job (its doc_id: content hash + options), joins a job of the same
-document already under way, answers from the result cache when it can, refuses with 503 when
-the mode is saturated, and otherwise hands the job to the mode (`Mode.start`). Finished results
-go to the cache and to the job's callbacks.
+`JobService.admit` decides before the body is read (`admission.py`: 503 when the mode is
+saturated or too many upload bytes are in flight). `JobService.submit` then names the job (its
+doc_id: content hash + options), joins a job of the same document that is under way or
+completed, answers from the result cache when it can, and otherwise hands the job to the mode
+(`Mode.start`). Only a `completed` document is ever reused: a `partial` one (pages the model
+could not read) or a failed one is converted again. Finished results go to the callbacks, and
+completed ones to the cache.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from connectors.api.cache import LruCache, RedisCache, cache_key
+from connectors.api.admission import Admission, Ticket
+from connectors.api.cache import LruCache, RedisCache, cache_key, worth_caching
 from connectors.api.callbacks import CallbackSender
-from connectors.api.errors import Saturated
 from connectors.api.jobs import Job, JobStore, SourceKey
 from connectors.api.metrics import ApiMetrics
-from ocrflux.identity import content_digest, doc_id_for
+from connectors.api.spool import Spool
+from ocrflux.identity import doc_id_for
 from schemas.options import ConversionOptions
 
 __all__ = ["JobService", "Mode", "Submission"]
@@ -28,7 +32,9 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Submission:
-    data: bytes
+    """A document received (its spool file, held by the submitting request) and its options."""
+
+    spool: Spool
     options: ConversionOptions
     source_key: SourceKey
     source: str | None
@@ -36,7 +42,7 @@ class Submission:
 
     @property
     def sha256(self) -> str:
-        return content_digest(self.data)
+        return self.spool.sha256
 
 
 class Mode(Protocol):
@@ -48,9 +54,15 @@ class Mode(Protocol):
         """The engine that would convert it now (part of the cache key); may raise a 503."""
         ...
 
+    def capacity(self) -> int:
+        """How many more jobs it may take now."""
+        ...
+
     def saturated(self) -> bool: ...
 
-    async def start(self, job: Job, submission: Submission) -> None: ...
+    async def start(self, job: Job, submission: Submission) -> None:
+        """Start the job; a mode that reads the spool after returning holds it (`hold()`)."""
+        ...
 
     async def find(self, job_id: str) -> Job | None:
         """A job another instance may have accepted (kafka mode catches up first)."""
@@ -66,14 +78,21 @@ class JobService:
         cache: LruCache | RedisCache,
         callbacks: CallbackSender,
         metrics: ApiMetrics,
+        *,
         retry_after_s: int,
+        max_upload_bytes_in_flight: int,
     ) -> None:
         self.store = store
         self.cache = cache
         self.callbacks = callbacks
         self.metrics = metrics
-        self.retry_after_s = retry_after_s
         self.mode: Mode | None = None
+        self.admission = Admission(
+            capacity=lambda: self._mode().capacity(),
+            max_upload_bytes=max_upload_bytes_in_flight,
+            retry_after_s=retry_after_s,
+            on_refusal=metrics.saturated.inc,
+        )
         self._puts: set[asyncio.Task[None]] = set()
         store.on_finished(self._finished)
 
@@ -85,21 +104,25 @@ class JobService:
             raise RuntimeError("no mode attached")
         return self.mode
 
+    def admit(self, upload_bytes: int = 0) -> Ticket:
+        """Before reading a submission's body: its ticket (release it once `submit` returned),
+        or `Saturated` (503 + Retry-After)."""
+        return self.admission.admit(upload_bytes)
+
     async def submit(self, submission: Submission) -> Job:
+        """The job for an admitted submission: one under way or completed, a cached result,
+        or a new one."""
         mode = self._mode()
         if submission.callback_url:
             self.callbacks.check(submission.callback_url)
         job_id = doc_id_for(submission.sha256, submission.options)
         engine = mode.engine_for(submission)
         existing = self.store.get(job_id)
-        if existing is None or existing.state == "failed":
+        if existing is None or not existing.reusable:
             existing = await self._from_cache(job_id, engine, submission)
-        if existing is not None and existing.state != "failed":
+        if existing is not None:
             self._add_callback(existing, submission.callback_url)
             return existing
-        if mode.saturated():
-            self.metrics.saturated.inc()
-            raise Saturated("the conversion pipeline is saturated; retry later", self.retry_after_s)
         job = self.store.add(
             self._new_job(job_id, submission, local_callback=not mode.relays_callbacks)
         )
@@ -111,6 +134,8 @@ class JobService:
 
     async def _from_cache(self, job_id: str, engine: str, submission: Submission) -> Job | None:
         cached = await self.cache.get(cache_key(job_id, engine))
+        if cached is not None and not worth_caching(cached):
+            cached = None  # written by an older version, which kept partial results
         self.metrics.cache.labels(result="hit" if cached else "miss").inc()
         if cached is None:
             return None
@@ -125,7 +150,7 @@ class JobService:
             output_format=submission.options.output_format,
             source_key=submission.source_key,
             source=submission.source,
-            file_size=len(submission.data),
+            file_size=submission.spool.size,
             callback_urls=[callback] if callback else [],
         )
 
@@ -141,7 +166,7 @@ class JobService:
         self.metrics.jobs_finished.labels(state=job.state).inc()
         self.callbacks.job_finished(job)
         mode = self.mode
-        if job.result is not None and mode is not None and job.result.status != "failed":
+        if job.result is not None and mode is not None and worth_caching(job.result):
             engine = job.result.engine if mode.name == "direct" else mode.name
             key = cache_key(job.job_id, engine)
             task = asyncio.create_task(self.cache.put(key, job.result))

@@ -12,10 +12,9 @@ Kafka settings are only read in `OCRFLUX_MODE=kafka`: a direct-mode server needs
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from connectors.blobstore import BlobSettings
@@ -23,9 +22,7 @@ from connectors.kafka_config import KafkaSettings
 from deploy.kafka_broker import resolve_bootstrap
 from ocrflux.settings import CoreSettings
 
-__all__ = ["ApiSettings", "IpNetwork"]
-
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+__all__ = ["ApiSettings"]
 
 #: The guide's default vLLM address (its server always has one, unlike our worker).
 GUIDE_VLLM_URL = "http://localhost"
@@ -62,6 +59,24 @@ class ApiSettings(KafkaSettings, BlobSettings, CoreSettings):
         "instance in flight. Beyond it: 503 with Retry-After",
     )
     ocrflux_retry_after_s: int = Field(default=5, ge=1)
+    ocrflux_max_upload_bytes_in_flight: int = Field(
+        default=1024**3,
+        ge=1,
+        description="Upload bytes all requests together may be sending (each counted at its "
+        "Content-Length, else MAX_FILE_BYTES); beyond it 503 with Retry-After before the body "
+        "is read. One upload is always taken when no other is in flight",
+    )
+    ocrflux_body_read_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request body that sends nothing for this long is answered 408 and its "
+        "connection closed",
+    )
+    ocrflux_spool_dir: str = Field(
+        default="",
+        description="Folder for uploads while they wait for their conversion (on disk: not a "
+        "tmpfs, which is memory); empty: the system's temporary folder",
+    )
     ocrflux_sync_timeout_s: float = Field(
         default=900.0, gt=0, description="How long /convert/* waits for a result"
     )
@@ -77,11 +92,6 @@ class ApiSettings(KafkaSettings, BlobSettings, CoreSettings):
         description="Kafka mode: how long a request for a job this instance has not seen "
         "waits for its reader to reach the topics' ends before answering 404",
     )
-    ocrflux_fetch_allow: str = Field(
-        default="",
-        description="CIDRs that /convert/url and callbacks may reach although private or "
-        "loopback, comma-separated (e.g. 10.1.0.0/16 for an internal document store)",
-    )
     ocrflux_fetch_max_redirects: int = Field(default=5, ge=0, le=20)
     ocrflux_callback_attempts: int = Field(default=5, ge=1, le=20)
     ocrflux_callback_backoff_s: float = Field(
@@ -95,13 +105,6 @@ class ApiSettings(KafkaSettings, BlobSettings, CoreSettings):
     ocrflux_cache_entries: int = Field(default=256, ge=0, description="In-process LRU size")
     ocrflux_cache_ttl_s: int = Field(default=7 * 86400, ge=1, description="Redis entries' TTL")
 
-    @field_validator("ocrflux_fetch_allow")
-    @classmethod
-    def _valid_networks(cls, value: str) -> str:
-        for entry in _split(value):
-            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
-        return value
-
     @model_validator(mode="before")
     @classmethod
     def _bootstrap_in_kafka_mode(cls, data: Any) -> Any:
@@ -114,12 +117,6 @@ class ApiSettings(KafkaSettings, BlobSettings, CoreSettings):
     def keys(self) -> frozenset[str]:
         raw = self.api_keys.get_secret_value() if self.api_keys else ""
         return frozenset(_split(raw))
-
-    @property
-    def fetch_allow(self) -> tuple[IpNetwork, ...]:
-        return tuple(
-            ipaddress.ip_network(e, strict=False) for e in _split(self.ocrflux_fetch_allow)
-        )
 
 
 def _split(value: str) -> list[str]:

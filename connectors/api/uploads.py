@@ -1,14 +1,22 @@
 """Reading what a caller sends: multipart uploads and JSON bodies, within limits.
 
-An upload is streamed part by part, and its file counted as it arrives: more than the limit is
-refused with 413 as soon as the limit is passed (a `Content-Length` far above it is refused
-before reading anything), so no request holds more than `max_file_bytes` in memory. A file name
-without an accepted extension is refused (400) before its bytes are read, as in the guide; the
-bytes themselves are then judged by their magic numbers (`ocrflux.sniff`).
+`upload_allowance` checks what the headers say before anything is read: a multipart body, and a
+`Content-Length` not far above the limit (413), and gives the bytes to admit the request for.
+`read_upload` then streams the form part by part: the file goes to a spool file on disk (hashed
+as it arrives), counted as it comes, so more than the limit is refused with 413 as soon as the
+limit is passed; the small text fields are read into memory, at most `MAX_FIELD_BYTES` each. A
+file name without an accepted extension is refused (400) before its bytes are read, as in the
+guide; the bytes themselves are then judged by their magic numbers (`ocrflux.sniff`). A form
+with a field twice (two files, say) is refused (422): which one the caller meant is a guess.
+
+Every read of the body waits at most `timeout_s` for bytes: a body that stalls is answered 408
+and its connection closed, and its spool file removed.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -16,14 +24,16 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
 
-from connectors.api.errors import ApiError, InvalidRequest
+from connectors.api.errors import ApiError, BodyTimeout, InvalidRequest
+from connectors.api.spool import Spool, SpoolFolder
 from ocrflux.errors import TooLarge
 from ocrflux.sniff import ACCEPTED_EXTENSIONS, is_accepted_filename, sniff
 from schemas.options import ConversionOptions
 
-__all__ = ["Upload", "options_from", "read_json", "read_upload"]
+__all__ = ["Upload", "options_from", "read_json", "read_upload", "upload_allowance"]
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 #: Room for the multipart framing and the small form fields around the file.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -33,72 +43,125 @@ MAX_FIELD_BYTES = 8 * 1024
 MAX_JSON_BYTES = 64 * 1024
 _CHUNK = 256 * 1024
 _FIELDS = ("output_format", "max_page_retries", "skip_cross_page_merge", "callback_url")
+#: What a body that ends early or cannot be parsed raises from aiohttp's readers.
+_MALFORMED = (ValueError, AssertionError, UnicodeError, HttpProcessingError)
 
 
 @dataclass
 class Upload:
     filename: str
-    data: bytes
+    spool: Spool
     fields: dict[str, str] = field(default_factory=dict)
 
 
-async def read_upload(request: web.Request, *, max_bytes: int) -> Upload:
-    """The multipart form's `file` and its text fields."""
+def upload_allowance(request: web.Request, *, max_bytes: int) -> int:
+    """The bytes an upload may send (to admit it for), from its headers alone; refuses what
+    the headers already show to be wrong."""
     if not request.content_type.startswith("multipart/"):
         raise InvalidRequest("send the document as multipart/form-data with a 'file' field")
+    limit = max_bytes + MULTIPART_OVERHEAD_BYTES
     announced = request.content_length
-    if announced is not None and announced > max_bytes + MULTIPART_OVERHEAD_BYTES:
+    if announced is not None and announced > limit:
         raise TooLarge(f"the upload is {announced} bytes; the limit is {max_bytes}")
+    return limit if announced is None else announced
+
+
+async def read_upload(
+    request: web.Request, *, max_bytes: int, spools: SpoolFolder, timeout_s: float
+) -> Upload:
+    """The multipart form's `file` (in a spool file) and its text fields. The caller releases
+    the upload's spool."""
     try:
         reader = await request.multipart()
-    except (ValueError, AssertionError) as exc:
+    except _MALFORMED as exc:
         raise InvalidRequest(f"not a valid multipart body: {exc}") from exc
     fields: dict[str, str] = {}
     upload: Upload | None = None
     try:
-        async for part in reader:
+        while True:
+            part = await _within(reader.next(), timeout_s)
+            if part is None:
+                break
             if not isinstance(part, BodyPartReader):
                 raise InvalidRequest("nested multipart bodies are not supported")
+            if part.name in fields or (part.name == "file" and upload is not None):
+                raise InvalidRequest(
+                    f"the form has more than one {part.name!r} field; send each field once "
+                    "(one document per request)"
+                )
             if part.name == "file":
-                upload = await _read_file(part, max_bytes)
-            elif part.name in _FIELDS:
-                raw = await part.read(decode=True)
-                if len(raw) > MAX_FIELD_BYTES:
-                    raise InvalidRequest(f"form field {part.name!r} is too long")
-                fields[part.name] = raw.decode("utf-8", errors="replace")
+                upload = await _read_file(part, max_bytes, spools, timeout_s)
             else:
-                await part.release()
-    except (ValueError, AssertionError, UnicodeError, HttpProcessingError) as exc:
-        raise InvalidRequest(f"not a valid multipart body: {exc}") from exc
+                raw = await _read_field(part, timeout_s)
+                if part.name in _FIELDS:
+                    fields[part.name] = raw.decode("utf-8", errors="replace")
+    except BaseException as exc:
+        if upload is not None:
+            upload.spool.release()
+        if isinstance(exc, _MALFORMED):
+            raise InvalidRequest(f"not a valid multipart body: {exc}") from exc
+        raise
     if upload is None:
         raise InvalidRequest("the form has no 'file' field")
     upload.fields = fields
     return upload
 
 
-async def _read_file(part: BodyPartReader, max_bytes: int) -> Upload:
+async def _read_file(
+    part: BodyPartReader, max_bytes: int, spools: SpoolFolder, timeout_s: float
+) -> Upload:
     filename = part.filename or ""
     if not is_accepted_filename(filename):
         raise ApiError(
             f"unsupported file type {filename!r}: accepted extensions are "
             f"{', '.join(sorted(ACCEPTED_EXTENSIONS))}"
         )
-    chunks: list[bytes] = []
-    total = 0
-    while chunk := await part.read_chunk(_CHUNK):
-        total += len(chunk)
-        if total > max_bytes:
-            raise TooLarge(f"the file is larger than the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    data = b"".join(chunks)
-    sniff(data)  # EmptyInput / UnsupportedType (400) unless the bytes are a document we convert
-    return Upload(filename=filename, data=data)
+    writer = spools.writer()
+    try:
+        while chunk := await _within(part.read_chunk(_CHUNK), timeout_s):
+            if writer.size + len(chunk) > max_bytes:
+                raise TooLarge(f"the file is larger than the limit of {max_bytes} bytes")
+            await writer.write(chunk)
+        spool = await writer.finish()
+    except BaseException:
+        writer.discard()
+        raise
+    try:
+        sniff(spool.head)  # EmptyInput / UnsupportedType (400) unless a document we convert
+    except BaseException:
+        spool.release()
+        raise
+    return Upload(filename=filename, spool=spool)
 
 
-async def read_json(request: web.Request, model: type[M]) -> M:
+async def _read_field(part: BodyPartReader, timeout_s: float) -> bytes:
+    """A text field (or one we do not know, read and dropped), at most `MAX_FIELD_BYTES`."""
+    raw = bytearray()
+    while chunk := await _within(part.read_chunk(MAX_FIELD_BYTES), timeout_s):
+        raw += chunk
+        if len(raw) > MAX_FIELD_BYTES:
+            raise InvalidRequest(f"form field {part.name!r} is too long")
+    return bytes(part.decode(bytes(raw)))
+
+
+async def _within(step: Awaitable[T], timeout_s: float) -> T:
+    """One read of the body, which must bring bytes within `timeout_s`."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await step
+    except TimeoutError as exc:
+        raise BodyTimeout(f"the request body stopped arriving: nothing for {timeout_s:g}s") from exc
+
+
+async def read_json(request: web.Request, model: type[M], *, timeout_s: float) -> M:
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise TooLarge(f"the JSON body is larger than {MAX_JSON_BYTES} bytes")
-    raw = await request.content.read(MAX_JSON_BYTES + 1)
+    raw = bytearray()
+    while len(raw) <= MAX_JSON_BYTES:
+        chunk = await _within(request.content.read(MAX_JSON_BYTES + 1 - len(raw)), timeout_s)
+        if not chunk:
+            break
+        raw += chunk
     if len(raw) > MAX_JSON_BYTES:
         raise TooLarge(f"the JSON body is larger than {MAX_JSON_BYTES} bytes")
     try:

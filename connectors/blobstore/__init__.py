@@ -1,14 +1,18 @@
 """Blob stores behind the claim-check pattern: a record too large for Kafka carries a reference
-(`file://`, `s3://`, `http(s)://`) and the bytes live here.
+(`file://`, `s3://`, `http(s)://`) and the bytes live here. Also the SSRF guard of every fetch
+of a caller-given URL, which the API uses too (this package sits below it).
 
     BlobReader           async get(url, *, max_bytes) -> bytes; close()
     └── BlobStore        + async put(data, name) -> url (content-addressed, idempotent)
         ├── FileBlobStore   file:// in a local folder (default)
         └── S3BlobStore     s3://bucket/key via aiobotocore
-    HttpFetcher          http(s):// read-only, size and time limits
+    HttpFetcher          http(s):// read-only through GuardedHttp, size and time limits
     BlobFetcher          dispatches a URL to the right reader by scheme
+    UrlPolicy            which URLs and addresses may be fetched (`OCRFLUX_FETCH_ALLOW`)
+    GuardedHttp          an HTTP client that applies a UrlPolicy after DNS and on redirects
 
-Read errors are `ocrflux.errors.FetchFailed` and `TooLarge`; write errors are `BlobStoreError`.
+Read errors are `ocrflux.errors.FetchFailed` (`UrlRefused` for a refused URL) and `TooLarge`;
+write errors are `BlobStoreError`.
 """
 
 from connectors.blobstore.base import BlobReader, BlobStore, BlobStoreError
@@ -20,8 +24,10 @@ from connectors.blobstore.factory import (
     open_blob_store,
 )
 from connectors.blobstore.file import FileBlobStore
+from connectors.blobstore.guarded_http import GuardedHttp
 from connectors.blobstore.http import HttpFetcher
 from connectors.blobstore.s3 import S3BlobStore
+from connectors.blobstore.url_policy import UrlPolicy, UrlRefused
 
 __all__ = [
     "BlobFetcher",
@@ -30,8 +36,11 @@ __all__ = [
     "BlobStore",
     "BlobStoreError",
     "FileBlobStore",
+    "GuardedHttp",
     "HttpFetcher",
     "S3BlobStore",
+    "UrlPolicy",
+    "UrlRefused",
     "default_blob_dir",
     "fetch",
     "open_blob_store",

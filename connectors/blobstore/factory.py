@@ -9,13 +9,14 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.blobstore.base import BlobReader, BlobStore, unsupported_scheme
 from connectors.blobstore.file import FileBlobStore, path_from_file_url
 from connectors.blobstore.http import DEFAULT_TIMEOUT_S, HttpFetcher
 from connectors.blobstore.s3 import S3BlobStore
+from connectors.blobstore.url_policy import IpNetwork, UrlPolicy, parse_networks
 from deploy.kafka_broker import cache_home
 from ocrflux.errors import FetchFailed
 
@@ -33,6 +34,9 @@ class BlobSettings(BaseSettings):
         OCRFLUX_BLOB_DIR       the `file://` folder, and the only one `file://` references may
                                point into; default `.cache/blobs` of the checkout
         OCRFLUX_FETCH_TIMEOUT_S  time limit of one `http(s)://` download
+        OCRFLUX_FETCH_ALLOW    CIDRs that fetches of caller-given URLs (`http(s)://`
+                               references, the API's `/convert/url` and callbacks) may reach
+                               although not public (`connectors.blobstore.url_policy`)
 
     S3 endpoint, region and credentials follow botocore's usual chain (`AWS_ENDPOINT_URL`,
     `AWS_DEFAULT_REGION`, `AWS_ACCESS_KEY_ID`, ...), see `connectors.blobstore.s3`.
@@ -43,10 +47,30 @@ class BlobSettings(BaseSettings):
     ocrflux_blob_url: str | None = None
     ocrflux_blob_dir: Path = Field(default_factory=default_blob_dir)
     ocrflux_fetch_timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
+    ocrflux_fetch_allow: str = Field(
+        default="",
+        description="CIDRs that http(s) references, /convert/url and callbacks may reach "
+        "although private or loopback, comma-separated (e.g. 10.1.0.0/16 for an internal "
+        "document store)",
+    )
+
+    @field_validator("ocrflux_fetch_allow")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        parse_networks(value)  # ValueError names the bad entry
+        return value
 
     @property
     def base_url(self) -> str:
         return self.ocrflux_blob_url or self.ocrflux_blob_dir.expanduser().resolve().as_uri()
+
+    @property
+    def fetch_allow(self) -> tuple[IpNetwork, ...]:
+        return parse_networks(self.ocrflux_fetch_allow)
+
+    def url_policy(self) -> UrlPolicy:
+        """The SSRF policy of every fetch of a caller-given URL."""
+        return UrlPolicy(self.fetch_allow)
 
 
 def open_blob_store(
@@ -90,7 +114,9 @@ class BlobFetcher(BlobReader):
             elif scheme == "s3":
                 self._opened["s3"] = S3BlobStore()
             elif scheme in ("http", "https"):
-                fetcher = HttpFetcher(timeout_s=self._settings.ocrflux_fetch_timeout_s)
+                fetcher = HttpFetcher(
+                    self._settings.url_policy(), timeout_s=self._settings.ocrflux_fetch_timeout_s
+                )
                 self._opened["http"] = self._opened["https"] = fetcher
             else:
                 return None

@@ -14,10 +14,16 @@ Pair = tuple[int, int]
 
 
 class Engine(Protocol):
-    """One recognizer. Methods never raise for model trouble: failures come back as data."""
+    """One recognizer. Bad answers come back as data (a fallback page, a failed outcome); the
+    one exception is `ModelUnavailable`: no model server answered within the bounded wait, which
+    says nothing about the page and is left to the driver (fail clearly, or wait and retry)."""
 
     name: str
     model: str | None
+
+    async def wait_until_available(self, poll_s: float) -> None:
+        """Return once the engine's model answers again (at once for engines without one)."""
+        ...
 
     async def recognize_page(self, page: RenderedPage, *, max_attempts: int) -> PageResult: ...
 

@@ -107,6 +107,9 @@ class LocalEngine:
     def _ocr(self, png: bytes) -> list[str]:
         return ocr_elements(self._reader.read(png))
 
+    async def wait_until_available(self, poll_s: float) -> None:
+        return None  # no model server to wait for
+
     async def recognize_page(self, page: RenderedPage, *, max_attempts: int) -> PageResult:
         """Text layer or OCR; `max_attempts` is ignored (both are deterministic)."""
         layer = page.text_layer

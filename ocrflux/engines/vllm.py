@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from ocrflux import prompts
@@ -41,6 +42,14 @@ class VllmEngine:
         """Requests in flight per server, when the completer keeps count (VllmClient does)."""
         stats = getattr(self._completer, "stats", None)
         return dict(stats.inflight) if stats is not None else {}
+
+    async def wait_until_available(self, poll_s: float) -> None:
+        """Until a server answers `/health` (the client probes every `poll_s`)."""
+        wait = getattr(self._completer, "wait_until_healthy", None)
+        if wait is None:  # a completer without health checks: try it again after a pause
+            await asyncio.sleep(poll_s)
+            return
+        await wait(poll_s)
 
     async def recognize_page(self, page: RenderedPage, *, max_attempts: int) -> PageResult:
         outcome = await run_task(

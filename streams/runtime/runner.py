@@ -2,18 +2,27 @@
 never run ahead of the work.
 
 - At most `concurrency` records are being handled at once; with 1 they are handled in order.
-- Every `commit_interval_s` the producer is flushed, then each partition's position below which
-  all records finished is committed. A crash therefore re-delivers only records whose effects
-  may be missing, and the handlers are idempotent.
+- A record is finished only when its handler has returned and everything the handler sent is
+  acknowledged by Kafka (`delivery.Deliveries`: failed deliveries are sent again until they
+  land). A handler that fails because Kafka is unreachable runs again after a back-off; any
+  other exception is a bug or bad input the handler missed: `on_error` answers it (the roles
+  send a failed result and a dlq record) and the record finishes.
+- Every `commit_interval_s` each partition's position below which all records finished is
+  committed. A crash therefore re-delivers only records whose effects may be missing, and the
+  handlers are idempotent.
+- While every slot is taken, or while `hold()` says so (the model is unreachable), fetching is
+  paused and the consumer keeps polling, so the group keeps the member and Kafka keeps the
+  records until they can be worked on.
 - On revocation the runner stops taking records of those partitions, waits (bounded) for the
-  ones in hand, flushes, commits and calls `on_revoke`. On assignment it calls `on_assign`
-  (table restore) before it hands out any record of the new partitions; records fetched too
-  early are given back by seeking to their offset.
+  ones in hand, commits and calls `on_revoke`. On assignment it calls `on_assign` (table
+  restore) before it hands out any record of the new partitions; records fetched too early are
+  given back by seeking to their offset.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,17 +32,37 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from streams.runtime.clients import Producer
+from streams.runtime.delivery import CURRENT, Deliveries, backoff_s
+from streams.runtime.log_limit import OUTAGE_LOGGER
 from streams.runtime.offsets import OffsetTracker
 
 _log = logging.getLogger(__name__)
+_outage_log = logging.getLogger(OUTAGE_LOGGER)
 
 Handler = Callable[[ConsumerRecord[bytes, bytes]], Awaitable[None]]
+ErrorHook = Callable[[ConsumerRecord[bytes, bytes], Exception], Awaitable[None]]
 PartitionsHook = Callable[[set[int]], Awaitable[None]]
+
+#: While fetching is paused, how often the consumer polls (keeps its group membership alive).
+HOLD_POLL_S = 0.2
 
 
 async def _nothing(_partitions: set[int]) -> None:
     return None
+
+
+async def _log_error(record: ConsumerRecord[bytes, bytes], exc: Exception) -> None:
+    _log.error(
+        "record %s[%d]@%d raised",
+        record.topic,
+        record.partition,
+        record.offset,
+        exc_info=exc,
+    )
+
+
+def _never() -> bool:
+    return False
 
 
 class RoleRunner:
@@ -44,18 +73,21 @@ class RoleRunner:
         topic: str,
         group_id: str,
         handler: Handler,
-        producer: Producer | None,
         consumer_options: dict[str, Any],
         concurrency: int = 1,
         commit_interval_s: float = 1.0,
         drain_timeout_s: float = 30.0,
         on_assign: PartitionsHook = _nothing,
         on_revoke: PartitionsHook = _nothing,
+        on_error: ErrorHook = _log_error,
+        hold: Callable[[], bool] = _never,
     ) -> None:
         self.name = name
         self.topic = topic
         self._handler = handler
-        self._producer = producer
+        self._on_error = on_error
+        self._hold = hold
+        self._held = False
         self._concurrency = concurrency
         self._commit_interval_s = commit_interval_s
         self._drain_timeout_s = drain_timeout_s
@@ -99,12 +131,27 @@ class RoleRunner:
     # -- consuming ------------------------------------------------------------------------
     async def _consume(self) -> None:
         while not self._stopping:
-            free = self._concurrency - len(self._tasks)
-            if free <= 0:
+            full = len(self._tasks) >= self._concurrency
+            held = self._hold()
+            if held != self._held:
+                self._held = held
+                _log.warning(
+                    "%s: %s taking records (%d in hand)",
+                    self.name,
+                    "stopped" if held else "resumed",
+                    len(self._tasks),
+                )
+            self._pause(full or held)
+            if full or held:
                 self._progress.clear()
-                await self._progress.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._progress.wait(), HOLD_POLL_S)
+                # A poll with every partition paused returns nothing but keeps the member alive.
+                self._give_back(await self._consumer.getmany(timeout_ms=0))
                 continue
-            batch = await self._consumer.getmany(timeout_ms=200, max_records=free)
+            batch = await self._consumer.getmany(
+                timeout_ms=200, max_records=self._concurrency - len(self._tasks)
+            )
             for tp, records in batch.items():
                 if tp.partition not in self._ready:
                     # fetched before `on_assign` finished: give them back
@@ -115,6 +162,18 @@ class RoleRunner:
         if self.failure is not None:
             raise self.failure
 
+    def _pause(self, pause: bool) -> None:
+        assigned = self._consumer.assignment()
+        if pause:
+            self._consumer.pause(*assigned)
+        elif paused := self._consumer.paused():
+            self._consumer.resume(*paused)
+
+    def _give_back(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Records of a partition assigned while fetching was paused go back to Kafka."""
+        for tp, records in batch.items():
+            self._consumer.seek(tp, records[0].offset)
+
     def _start(self, record: ConsumerRecord[bytes, bytes]) -> None:
         key = (record.partition, record.offset)
         self._offsets.started(record.partition, record.offset)
@@ -124,22 +183,54 @@ class RoleRunner:
     async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         key = (record.partition, record.offset)
         try:
-            await self._handler(record)
-            self._offsets.finished(record.partition, record.offset)
-        except asyncio.CancelledError:
-            raise  # left uncommitted: the partition's next owner handles it again
-        except Exception:  # handlers answer bad records themselves; this is a bug: keep going
-            _log.exception(
-                "%s: record %s/%d@%d raised; it is skipped",
-                self.name,
-                record.topic,
-                record.partition,
-                record.offset,
-            )
+            await self._handle_until_delivered(record)
             self._offsets.finished(record.partition, record.offset)
         finally:
             self._tasks.pop(key, None)
             self._progress.set()
+
+    async def _handle_until_delivered(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Run the handler until it completes without a Kafka error, then settle its sends.
+
+        Cancellation (revocation past the drain timeout, shutdown) leaves the record
+        unfinished: the partition's next owner handles it again."""
+        retries = 0
+        while True:
+            deliveries = Deliveries()
+            CURRENT.set(deliveries)  # this task's context only: sends below join `deliveries`
+            try:
+                await self._handler(record)
+            except KafkaError as exc:
+                # Kafka unreachable mid-handler: what was sent lands first, then all again.
+                _outage_log.warning(
+                    "%s: record %s[%d]@%d could not be handled (Kafka: %r); trying again",
+                    self.name,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    exc,
+                )
+                await deliveries.settle()
+                await asyncio.sleep(backoff_s(retries))  # Kafka is unreachable: back off
+                retries += 1
+                continue
+            except Exception as exc:  # the handler missed it: answer it and move on
+                await self._answer_error(record, exc)
+            await deliveries.settle()
+            return
+
+    async def _answer_error(self, record: ConsumerRecord[bytes, bytes], exc: Exception) -> None:
+        try:
+            await self._on_error(record, exc)
+        except Exception:  # nothing more can be done for this record than saying so
+            _log.exception(
+                "%s: record %s[%d]@%d raised %r and could not be answered; it is skipped",
+                self.name,
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
+            )
 
     # -- committing -----------------------------------------------------------------------
     async def _commit_forever(self) -> None:
@@ -153,8 +244,6 @@ class RoleRunner:
         }
         if not positions:
             return
-        if self._producer is not None:
-            await self._producer.flush()  # everything these records caused is on Kafka first
         try:
             await self._consumer.commit(
                 {TopicPartition(self.topic, p): pos for p, pos in positions.items()}

@@ -2,15 +2,20 @@
 
 Its partitions follow the source topic's: a change made while handling a record of source
 partition p goes to changelog partition p, and a worker that is assigned p first reads changelog
-partition p from the beginning. Writes are queued in order and sent by `sync()`; the runner
-flushes the producer before it commits the source offset, so the state a committed record caused
-is always on Kafka. Values are pydantic models, encoded as JSON and decoded with `decode`.
+partition p from the beginning. Writes are queued in order and sent by `sync()`, joining the
+handled record's deliveries: the runner commits the source offset only once they are
+acknowledged, so the state a committed record caused is always on Kafka. A write whose delivery
+failed is replaced by the key's value *at the time of sending again* (or a tombstone), so a
+later write to the same key that landed first is never overtaken by a stale one. Values are
+pydantic models, encoded as JSON and decoded with `decode`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterator, MutableMapping
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -72,7 +77,19 @@ class ChangelogTable(MutableMapping[str, Any]):
         """Hand the queued changes to the producer, in the order they were made."""
         writes, self._writes = self._writes, []
         for partition, key, value in writes:
-            await self._producer.send(self._topic, key, value, partition=partition)
+            await self._producer.send(
+                self._topic,
+                key,
+                value,
+                partition=partition,
+                resend=partial(self._send_current, partition, key),
+            )
+
+    async def _send_current(self, partition: int, key: bytes) -> asyncio.Future[Any]:
+        """Write `key`'s value as it is now: what a failed write is replaced by."""
+        value = self._values.get(key.decode())
+        encoded = value.model_dump_json().encode() if value is not None else None
+        return await self._producer.hand_over(self._topic, key, encoded, partition)
 
     async def restore(self, partitions: set[int]) -> int:
         """Load the given partitions from the changelog; returns the number of records read."""

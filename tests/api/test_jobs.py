@@ -155,18 +155,21 @@ async def test_saturation_answers_503_with_retry_after(
     async with http.get(api.url + "/ready") as response:
         assert response.status == 503
         assert (await response.json())["checks"]["capacity"] is False
-    # the same document again joins the running job instead of being refused
-    again = await _submit(http, api, _form(document))
-    assert again["job_id"] == first["job_id"]
+    # Refused before its body is read, the same document too: the caller follows its job.
+    async with http.post(api.url + "/v1/jobs", data=_form(document)) as r:
+        assert r.status == 503
     seen = await _until_done(http, api.url + first["status_url"])
     assert seen[-1]["status"] == "completed"
+    # once there is room, the completed document is answered by its job
+    again = await _submit(http, api, _form(document))
+    assert again["job_id"] == first["job_id"] and again["status"] == "completed"
     async with http.get(api.url + "/metrics") as response:
         metrics = await response.text()
-    assert 'ocrflux_api_requests_total{method="POST",route="/v1/jobs",status="503"} 1.0' in metrics
+    assert 'ocrflux_api_requests_total{method="POST",route="/v1/jobs",status="503"} 2.0' in metrics
     assert 'ocrflux_api_requests_total{method="POST",route="/v1/jobs",status="202"} 2.0' in metrics
     assert 'ocrflux_api_jobs{state="completed"} 1.0' in metrics
-    assert "ocrflux_api_saturated_total 2.0" in metrics
-    assert 'ocrflux_api_request_duration_seconds_count{route="/v1/jobs"} 3.0' in metrics
+    assert "ocrflux_api_saturated_total 3.0" in metrics
+    assert 'ocrflux_api_request_duration_seconds_count{route="/v1/jobs"} 4.0' in metrics
 
 
 async def test_lru_cache_answers_a_resubmission_without_vllm(

@@ -1,17 +1,21 @@
 """Unit tests of the API's parts that need no server: settings, the job state machine, the LRU
-cache, option parsing and the guide's answer shape."""
+cache, admission, spool files, option parsing and the guide's answer shape."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from pathlib import Path
 
 import pytest
 
+from connectors.api.admission import Admission
 from connectors.api.cache import LruCache, cache_key
-from connectors.api.errors import InvalidRequest
+from connectors.api.errors import InvalidRequest, Saturated
 from connectors.api.jobs import Job, JobStore, convert_response
 from connectors.api.models import FAILED_TO_PARSE, json_body
 from connectors.api.settings import ApiSettings
+from connectors.api.spool import SpoolFolder
 from connectors.api.uploads import options_from
 from schemas.results import DocumentResult, ErrorInfo
 
@@ -76,16 +80,74 @@ async def test_job_state_machine_and_waiting() -> None:
     assert await store.wait(store.add(Job(job_id="slow")), timeout_s=0.05) is False
 
 
-async def test_lru_cache_keeps_the_most_recent_worthwhile_results() -> None:
+async def test_lru_cache_keeps_the_most_recent_completed_results() -> None:
     cache = LruCache(entries=2)
     await cache.put("1", result())
-    await cache.put("2", result("partial"))
+    await cache.put("partial", result("partial"))  # degraded: a later conversion may do better
     await cache.put("failed", result("failed"))
-    assert await cache.get("failed") is None
+    assert await cache.get("partial") is None and await cache.get("failed") is None
+    await cache.put("2", result())
     assert await cache.get("1") is not None  # now the most recent
     await cache.put("3", result())
     assert await cache.get("2") is None and len(cache) == 2
     assert cache_key("doc", "vllm") != cache_key("doc", "local")
+
+
+def test_only_a_completed_document_answers_a_new_submission() -> None:
+    store = JobStore(retained=10)
+    running = store.add(Job(job_id="running"))
+    assert store.add(Job(job_id="running")) is running
+    for status in ("completed", "partial", "failed"):
+        job = store.add(Job(job_id=status))
+        store.finish(job, result(status, fallback_pages=[0] if status == "partial" else []))
+        again = store.add(Job(job_id=status))
+        assert (again is job) is (status == "completed"), status
+        assert job.reusable is (status == "completed")
+    assert store.get("partial") is not None and store.get("partial").state == "queued"
+
+
+def test_admission_holds_a_slot_and_the_upload_bytes_until_released() -> None:
+    capacity = [2]
+    refusals: list[int] = []
+    admission = Admission(
+        capacity=lambda: capacity[0],
+        max_upload_bytes=100,
+        retry_after_s=3,
+        on_refusal=lambda: refusals.append(1),
+    )
+    big = admission.admit(150)  # alone, an upload above the budget is still taken
+    with pytest.raises(Saturated) as refused:
+        admission.admit(1)  # bytes: 150 already in flight
+    assert refused.value.headers == {"Retry-After": "3"}
+    big.release()
+    big.release()  # once only
+    with admission.admit(60), admission.admit(40), pytest.raises(Saturated):
+        admission.admit(0)  # both slots taken
+    assert (admission.slots, admission.upload_bytes) == (0, 0)
+    capacity[0] = 0  # the mode is saturated: nothing is admitted
+    with pytest.raises(Saturated, match="saturated"):
+        admission.admit(0)
+    assert len(refusals) == 3
+
+
+async def test_a_spool_file_is_removed_by_its_last_holder(tmp_path: Path) -> None:
+    folder = SpoolFolder(str(tmp_path / "spool"))
+    writer = folder.writer()
+    for chunk in (b"%PDF-1.7\n", b"x" * 10_000):
+        await writer.write(chunk)
+    spool = await writer.finish()
+    assert spool.size == 10_009 and spool.head.startswith(b"%PDF-1.7")
+    assert spool.sha256 == hashlib.sha256(b"%PDF-1.7\n" + b"x" * 10_000).hexdigest()
+    job = spool.hold()
+    spool.release()  # the request is done; the job still needs the file
+    assert await job.read() == b"%PDF-1.7\n" + b"x" * 10_000
+    job.release()
+    assert not spool.path.exists()
+    discarded = folder.writer()
+    discarded.discard()
+    assert list(folder.path.iterdir()) == []
+    folder.remove()
+    assert not folder.path.exists()
 
 
 def test_options_from_form_fields() -> None:

@@ -4,7 +4,8 @@ PID) and a loopback HTTP server for `http(s)://` references.
     moto_s3         session: `S3Endpoint(url, region, key_id, secret)` of `python -m moto.server`
     s3_bucket       a fresh bucket on it, by name
     s3_env          the AWS_* variables that point botocore's default chain at the server
-    http_blobs      an aiohttp server on 127.0.0.1 serving fixed routes (see `_blob_app`)
+    http_blobs      an aiohttp server on 127.0.0.1 serving fixed routes (see `_blob_app`);
+                    fetch from it with `LOOPBACK` allowed
     kafka_settings  `KafkaSettings` for the session broker with this test's own topics, created
 
 and helpers to write and read topics directly: `produce` and `consume`.
@@ -103,6 +104,8 @@ def s3_env(moto_s3: S3Endpoint, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 # --- http --------------------------------------------------------------------------------------
 
 DOC_BYTES = b"%PDF-1.4\n" + bytes(range(256)) * 8
+#: The SSRF policy refuses loopback: tests reaching `http_blobs` allow it explicitly.
+LOOPBACK = "127.0.0.1/32"
 BIG_BYTES = 64 * 1024
 
 
@@ -133,8 +136,8 @@ def _blob_app(release: asyncio.Event) -> web.Application:
         await release.wait()  # answers only when the test ends
         return web.Response(body=b"late")
 
-    async def redirect(_request: web.Request) -> web.Response:
-        raise web.HTTPFound("/doc")
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query.get("to", "/doc"))
 
     app = web.Application()
     app.router.add_get("/doc", doc)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,189 @@ def test_submit_wait_writes_results_and_summarizes(
     assert "2 documents: 1 completed, 0 partial, 1 failed" in stdout
     assert "unsupported_type: a ZIP archive" in stdout
     assert "good.pdf" in stderr and "completed" in stderr  # the progress lines (no TTY)
+
+
+# --- submit: exit codes, output names, file names ----------------------------------------------
+
+
+def _submit_as_worker(
+    settings: KafkaSettings,
+    tmp_path: Path,
+    args: list[str | bytes],
+    answer: Callable[[dict[str, str]], list[ResultRecord]] | None = None,
+    requests_so_far: int = 0,
+) -> tuple[int, str, str]:
+    """Run `ocrflux submit --wait ARGS` and act as the worker: once the documents topic holds
+    `requests_so_far` records, produce `answer({filename: doc_id})`. (code, stdout, stderr)."""
+    with (tmp_path / "submit.log").open("w+") as log:
+        process = subprocess.Popen(
+            [*_command("submit", "--wait", "--timeout", "90"), *args],
+            cwd=REPO_ROOT,
+            env=_env(tmp_path, settings),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        try:
+            if answer is not None:
+                messages = consume(settings, settings.topics.documents, requests_so_far)
+                requests = [decode(m.value()) for m in messages]
+                by_name = {
+                    r.filename or "": r.doc_id or ""
+                    for r in requests
+                    if isinstance(r, DocumentRequest)
+                }
+                produce(
+                    settings,
+                    settings.topics.results,
+                    [(result.doc_id, result) for result in answer(by_name)],
+                )
+            stdout, _ = process.communicate(timeout=TIMEOUT_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        log.seek(0)
+        return process.returncode, stdout, log.read()
+
+
+@pytest.mark.kafka
+def test_submit_wait_partial_and_colliding_names(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    inputs = {name: tmp_path / name for name in ("image.webp", "image.bmp", "a.pdf", "b.pdf")}
+    inputs["image.webp"].write_bytes(b"RIFF\x00\x00\x00\x00WEBPVP8 webp")
+    inputs["image.bmp"].write_bytes(b"BM bmp")
+    inputs["a.pdf"].write_bytes(PDF)
+    inputs["b.pdf"].write_bytes(PDF)  # the same bytes: one doc_id, one result, two outputs
+    out = tmp_path / "out"
+    args = ["--out", str(out), *map(str, inputs.values())]
+
+    def answer(ids: dict[str, str]) -> list[ResultRecord]:
+        assert ids["a.pdf"] == ids["b.pdf"]
+        return [
+            ResultRecord(doc_id=ids["image.webp"], status="completed", content="# webp"),
+            ResultRecord(
+                doc_id=ids["image.bmp"],
+                status="partial",
+                num_pages=2,
+                fallback_pages=[1],
+                content="# bmp",
+                error=ErrorInfo(code="task_failed", message="1 of 2 page(s) not recognized"),
+            ),
+            ResultRecord(doc_id=ids["a.pdf"], status="completed", content="# same"),
+        ]
+
+    code, stdout, stderr = _submit_as_worker(kafka_settings, tmp_path, args, answer, 4)
+    assert code == 3, stderr
+    written = {
+        "image.webp": out / "image.webp.md",
+        "image.bmp": out / "image.bmp.md",
+        "a.pdf": out / "a.md",
+        "b.pdf": out / "b.md",
+    }
+    contents = {name: path.read_text() for name, path in written.items()}
+    assert contents == {
+        "image.webp": "# webp\n",
+        "image.bmp": "# bmp\n",
+        "a.pdf": "# same\n",
+        "b.pdf": "# same\n",
+    }
+    assert not (out / "image.md").exists()
+    for name, path in written.items():
+        assert f"{inputs[name]} -> {path}" in stdout
+    assert "4 documents" not in stdout and "3 documents: 2 completed, 1 partial, 0 failed" in stdout
+    assert "task_failed: 1 of 2 page(s) not recognized  fallback pages [1]" in stdout
+
+    # A partial result is not final: sent again, the documents get a new answer.
+    again = ["--allow-partial", *args]
+    code, stdout, stderr = _submit_as_worker(kafka_settings, tmp_path, again, answer, 8)
+    assert code == 0, stderr
+
+    # An output that cannot be written is reported in the summary and fails the command.
+    written["b.pdf"].unlink()
+    written["b.pdf"].mkdir()
+    code, stdout, stderr = _submit_as_worker(kafka_settings, tmp_path, again, answer, 12)
+    assert code == 1, stderr
+    assert f"cannot write {written['b.pdf']}: Is a directory" in stdout
+    assert "1 output not written" in stdout and "Traceback" not in stderr
+
+    # A failed document wins over a partial one.
+    bad = tmp_path / "bad.pdf"
+    bad.write_bytes(b"PK\x03\x04 not a pdf")
+
+    def fail(ids: dict[str, str]) -> list[ResultRecord]:
+        error = ErrorInfo(code="unsupported_type", message="a ZIP archive")
+        partial = next(r for r in answer(ids) if r.doc_id == ids["image.bmp"])
+        return [partial, ResultRecord(doc_id=ids["bad.pdf"], status="failed", error=error)]
+
+    requests = 4 + 4 + 4 + 2
+    args = ["--out", str(tmp_path / "out2"), str(inputs["image.bmp"]), str(bad)]
+    code, stdout, stderr = _submit_as_worker(kafka_settings, tmp_path, args, fail, requests)
+    assert code == 1, stderr
+    assert "2 documents: 0 completed, 1 partial, 1 failed" in stdout
+
+
+@pytest.mark.kafka
+def test_submit_file_names_that_are_not_utf8(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    folder = os.fsencode(tmp_path)
+    strange, after = folder + b"/caf\xe9.pdf", folder + b"/after.pdf"
+    Path(os.fsdecode(strange)).write_bytes(PDF + b"strange")
+    Path(os.fsdecode(after)).write_bytes(PDF + b"after")
+
+    def answer(ids: dict[str, str]) -> list[ResultRecord]:
+        assert set(ids) == {"caf\\xe9.pdf", "after.pdf"}  # valid UTF-8 on the record
+        return [
+            ResultRecord(doc_id=ids["caf\\xe9.pdf"], status="completed", content="# cafe"),
+            ResultRecord(doc_id=ids["after.pdf"], status="completed", content="# after"),
+        ]
+
+    code, stdout, stderr = _submit_as_worker(kafka_settings, tmp_path, [strange, after], answer, 2)
+    assert code == 0, stderr
+    assert Path(os.fsdecode(folder + b"/caf\xe9.md")).read_text() == "# cafe\n"  # bytes kept
+    assert Path(os.fsdecode(folder + b"/after.md")).read_text() == "# after\n"
+    shown = f"{tmp_path}/caf\\xe9.pdf -> {tmp_path}/caf\\xe9.md"
+    assert shown in stdout
+    assert "caf\\xe9.pdf" in stderr and "Traceback" not in stderr  # the progress lines
+
+
+@pytest.mark.kafka
+@pytest.mark.skipif(
+    "warnings" not in ResultRecord.model_fields, reason="results carry no warnings yet"
+)
+def test_submit_wait_prints_warnings(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    source = tmp_path / "damaged.pdf"
+    source.write_bytes(PDF + b"damaged")
+
+    def answer(ids: dict[str, str]) -> list[ResultRecord]:
+        warning = {"code": "repaired", "message": "the PDF was damaged and has been repaired"}
+        record = {"doc_id": ids["damaged.pdf"], "status": "completed", "warnings": [warning]}
+        return [ResultRecord.model_validate(record)]
+
+    code, stdout, stderr = _submit_as_worker(kafka_settings, tmp_path, [str(source)], answer, 1)
+    assert code == 0, stderr
+    assert "warning repaired: the PDF was damaged and has been repaired" in stdout
+
+
+def test_submit_out_folder_that_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "x.pdf").write_bytes(PDF)
+    (tmp_path / "plain-file").write_text("not a folder")
+    done = _run(
+        _env(tmp_path, None),
+        "submit",
+        "--wait",
+        "--out",
+        str(tmp_path / "plain-file" / "out"),
+        str(tmp_path / "x.pdf"),
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"ocrflux: error: cannot create {tmp_path / 'plain-file' / 'out'}: Not a directory"
+    )
+    assert done.stdout == ""  # nothing sent
+
+
+def test_submit_help_documents_names_and_exit_codes(tmp_path: Path) -> None:
+    done = _run(_env(tmp_path, None), "submit", "--help")
+    assert "image.webp.md, image.bmp.md" in done.stdout
+    assert "3    with --wait: a document is partial" in done.stdout

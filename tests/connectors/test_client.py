@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,15 @@ def test_no_answering_broker_fails_fast(create_topics: bool) -> None:
             client.submit(PDF)
         with pytest.raises(KafkaClientError, match="no answer from Kafka"):
             list(client.results())
+
+
+def test_file_names_that_are_not_utf8_are_sent_escaped(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    path = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.pdf"))
+    path.write_bytes(PDF)
+    with OcrfluxClient(kafka_settings) as client:
+        client.submit(path)
+        client.submit(PDF, filename=os.fsdecode(b"r\xe9sum\xe9.pdf"))
+    names = [request.filename for _, request in _requests(kafka_settings, 2)]
+    assert sorted(names) == ["caf\\xe9.pdf", "r\\xe9sum\\xe9.pdf"]

@@ -109,6 +109,7 @@ class _Calls:
         task: str | None = None,
         pages: Iterable[bytes | str] = (),
         seed: int = 0,
+        retry_after: float | str | None = None,
     ) -> _Call:
         body = {
             "kind": kind,
@@ -117,6 +118,7 @@ class _Calls:
             "task": task,
             "pages": [as_key(page) for page in pages],
             "seed": seed,
+            "retry_after": retry_after,
         }
         return _Call("POST", "/_test/faults", body, lambda answer: answer["id"])
 
@@ -262,8 +264,17 @@ class ControlClient:
         task: str | None = None,
         pages: Iterable[bytes | str] = (),
         seed: int = 0,
+        retry_after: float | str | None = None,
     ) -> int:
-        call = _Calls.add_fault(kind, rate=rate, count=count, task=task, pages=pages, seed=seed)
+        call = _Calls.add_fault(
+            kind,
+            rate=rate,
+            count=count,
+            task=task,
+            pages=pages,
+            seed=seed,
+            retry_after=retry_after,
+        )
         return self._send(call)
 
     def remove_fault(self, rule_id: int) -> bool:
@@ -373,8 +384,17 @@ class AsyncControlClient:
         task: str | None = None,
         pages: Iterable[bytes | str] = (),
         seed: int = 0,
+        retry_after: float | str | None = None,
     ) -> int:
-        call = _Calls.add_fault(kind, rate=rate, count=count, task=task, pages=pages, seed=seed)
+        call = _Calls.add_fault(
+            kind,
+            rate=rate,
+            count=count,
+            task=task,
+            pages=pages,
+            seed=seed,
+            retry_after=retry_after,
+        )
         return await self._send(call)
 
     async def remove_fault(self, rule_id: int) -> bool:

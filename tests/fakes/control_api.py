@@ -7,10 +7,13 @@ test can drive a double running in another process. `control.py` is its client.
     POST   /_test/merges         {"previous": [...], "next": [...], "pairs": [[i, j], ...] | str}
     POST   /_test/table_merges   {"table1", "table2", "merged"}
     GET    /_test/faults         -> {"rules": [...]}
-    POST   /_test/faults         {"kind", "rate", "count", "task", "pages", "seed"} -> {id}
+    POST   /_test/faults         {"kind", "rate", "count", "task", "pages", "seed",
+                                  "retry_after"} -> {id}  (kinds and fields: faults.py)
     DELETE /_test/faults         clear every rule
     DELETE /_test/faults/{id}    remove one rule
-    POST   /_test/health         {"mode": "ok" | "unavailable" | "down"}
+    POST   /_test/health         {"mode": "ok" | "unavailable" | "outage" | "down"}
+                                 (ocrflux_server.py; "outage": /health 503 and every model
+                                 request's connection closed, until the mode is "ok" again)
     POST   /_test/config         {"capacity", "service_time", "stall_seconds", "paused"}
                                  (any subset; paused: the GPU starts nothing, requests queue)
     GET    /_test/stats          -> the stats object
@@ -39,7 +42,7 @@ from tests.fakes.truth import page_answer
 if TYPE_CHECKING:
     from tests.fakes.ocrflux_server import OcrfluxDouble
 
-HEALTH_MODES = ("ok", "unavailable", "down")
+HEALTH_MODES = ("ok", "unavailable", "outage", "down")
 RESET_SCOPES = ("truth", "faults", "stats", "health")
 PAGE_FIELDS = (
     "primary_language",

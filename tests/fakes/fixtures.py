@@ -6,11 +6,14 @@ Load with `pytest_plugins = ["tests.fakes.fixtures"]` in a root conftest, or imp
                                  its own event loop, capacity 8, no service time; stopped after
                                  the test. Usable from sync tests and from async tests on any loop.
     ocrflux_server_factory       `factory(model=, capacity=, service_time=, stall_seconds=,
-                                 page_key=)`
+                                 page_key=, faults=)`
                                  starts more (or differently configured) threaded doubles.
     ocrflux_subprocess           the double as a separate process (`python -m
                                  tests.fakes.ocrflux_server`), stopped by its own PID.
-    ocrflux_subprocess_factory   `factory(capacity=, service_time=, ...)` for custom processes.
+    ocrflux_subprocess_factory   `factory(capacity=, service_time=, port=, faults=, ...)` for
+                                 custom processes; `port=` of a stopped one brings it back.
+
+`faults=` takes the command line's rule specs (`["http_429:count=2"]`, see faults.py).
 
 Every handle is a `ControlClient` (sync control methods) with `.url` (base URL, no trailing
 slash), `.chat_url`, `.model` and `.aio` (an `AsyncControlClient` for async tests).
@@ -25,13 +28,14 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 
 from tests.fakes.control import AsyncControlClient, ControlClient
+from tests.fakes.faults import FaultRule
 from tests.fakes.gpu import ServiceTime
 from tests.fakes.ocrflux_server import (
     DEFAULT_MODEL,
@@ -128,10 +132,13 @@ def start_ocrflux_subprocess(
     service_jitter: float = 0.0,
     seed: int = 0,
     stall_seconds: float = DEFAULT_STALL_SECONDS,
+    port: int = 0,
+    faults: Sequence[str] = (),
     port_file: Path | None = None,
     stderr: IO[bytes] | None = None,
 ) -> SubprocessOcrfluxServer:
-    """Start `python -m tests.fakes.ocrflux_server` on 127.0.0.1, port 0; wait for its URL."""
+    """Start `python -m tests.fakes.ocrflux_server` on 127.0.0.1 (`port` 0: a free one); wait
+    for its URL."""
     args = [
         sys.executable,
         "-m",
@@ -139,7 +146,7 @@ def start_ocrflux_subprocess(
         "--host",
         "127.0.0.1",
         "--port",
-        "0",
+        str(port),
         "--model",
         model,
         "--capacity",
@@ -153,6 +160,8 @@ def start_ocrflux_subprocess(
         "--stall-seconds",
         str(stall_seconds),
     ]
+    for spec in faults:
+        args += ["--fault", spec]
     if port_file is not None:
         args += ["--port-file", str(port_file)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -194,6 +203,7 @@ def _threaded_config(
     service_time: float | ServiceTime | dict[str, Any] = 0.0,
     stall_seconds: float = DEFAULT_STALL_SECONDS,
     page_key: str = "pixels",
+    faults: Sequence[str] = (),
 ) -> DoubleConfig:
     return DoubleConfig(
         model=model,
@@ -201,6 +211,7 @@ def _threaded_config(
         service_time=ServiceTime.parse(service_time),
         stall_seconds=stall_seconds,
         page_key=page_key,
+        faults=tuple(FaultRule.from_spec(spec) for spec in faults),
     )
 
 

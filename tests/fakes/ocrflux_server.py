@@ -8,7 +8,11 @@ What it does (see /work/shared/spec/ocrflux-protocol.md for the model it stands 
   task from the prompt (truth.py), serves it on a simulated GPU with `capacity` FIFO slots and a
   service time (gpu.py), applies any injected fault (faults.py) and answers in the OpenAI
   `chat.completion` shape with the registered truth or a deterministic default.
-- `GET /v1/models`, `GET /health` as vLLM serves them.
+- `GET /v1/models`, `GET /health` as vLLM serves them. The health mode (control plane) can take
+  the model away while the process keeps its port: `outage` makes `/health` answer 503 and
+  closes every model request's connection until cleared (`set_health("ok")` or a reset);
+  `down` closes `/health` too; `unavailable` only makes `/health` answer 503. Stopping the
+  process (fixtures.py) is the real thing.
 - Pages are identified by their pixels (`page_key="pixels"`, the default: any PNG encoding of
   the same page matches what a test registered). `page_key="bytes"` (`--page-key bytes`)
   identifies them by the SHA-256 of the PNG bytes and reads the size from the PNG header
@@ -17,7 +21,8 @@ What it does (see /work/shared/spec/ocrflux-protocol.md for the model it stands 
 - A control plane under `/_test/` (control_api.py; client in control.py).
 
 Run it as a process: `python -m tests.fakes.ocrflux_server --port 0 --capacity 8
---service-time 0.05 [--port-file PATH]`; it prints its base URL and stops cleanly on SIGTERM.
+--service-time 0.05 [--port-file PATH] [--fault KIND[:FIELD=VALUE,...]]...`; it prints its base
+URL and stops cleanly on SIGTERM. `--fault` adds a fault rule at start (faults.py).
 """
 
 from __future__ import annotations
@@ -37,9 +42,9 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.control_api import RESET_SCOPES, add_control_routes
-from tests.fakes.faults import TRANSPORT_KINDS, FaultPlan, corrupt
+from tests.fakes.faults import TRANSPORT_KINDS, FaultPlan, FaultRule, corrupt
 from tests.fakes.gpu import Gpu, ServiceTime
-from tests.fakes.truth import TruthRegistry, recognise
+from tests.fakes.truth import Task, TruthRegistry, recognise
 from tests.fakes.validation import (
     ApiError,
     ChatCall,
@@ -65,7 +70,9 @@ DEFAULT_STALL_SECONDS = 3600.0
 SHUTDOWN_TIMEOUT_S = 2.0
 REQUEST_LOG_LIMIT = 10_000
 UNRECOGNISED_SAMPLES = 5
-HTTP_FAULTS = {"http_500": 500, "http_503": 503}
+HTTP_FAULTS = {"http_429": 429, "http_500": 500, "http_503": 503}
+# Health modes in which the model endpoints close the connection without an answer.
+NO_MODEL = frozenset({"down", "outage"})
 PAGE_KEYS = ("pixels", "bytes")
 
 
@@ -76,6 +83,7 @@ class DoubleConfig:
     service_time: ServiceTime = field(default_factory=ServiceTime)
     stall_seconds: float = DEFAULT_STALL_SECONDS
     page_key: str = "pixels"  # or "bytes": see the module docstring
+    faults: tuple[FaultRule, ...] = ()  # rules in effect from the start
 
     def __post_init__(self) -> None:
         if self.page_key not in PAGE_KEYS:
@@ -91,6 +99,8 @@ class OcrfluxDouble:
         self.page_key = config.page_key
         self.truth = TruthRegistry()
         self.faults = FaultPlan()
+        for rule in config.faults:
+            self.faults.add(rule)
         self.gpu = Gpu(config.capacity, config.service_time)
         self.gpu.on_change = self.notify
         self.health = "ok"
@@ -212,12 +222,12 @@ class OcrfluxDouble:
             return await self._chat(request, record)
         except ApiError as exc:
             record["status"] = str(exc.status)
-            return web.json_response(exc.body(), status=exc.status)
+            return web.json_response(exc.body(), status=exc.status, headers=exc.headers)
         finally:
             self._finish(record)
 
     async def _chat(self, request: web.Request, record: dict[str, Any]) -> web.StreamResponse:
-        if self.health == "down":  # task "unknown": a down server reads nothing
+        if self.health in NO_MODEL:  # task "unknown": a server without a model reads nothing
             record["status"] = "dropped"
             return await drop_connection(request)
         record["task"] = "invalid"  # until the request is valid
@@ -241,11 +251,17 @@ class OcrfluxDouble:
         )
         if prompt.task == "other" and len(self.unrecognised) < UNRECOGNISED_SAMPLES:
             self.unrecognised.append(call.text[:300])
-        fault = self.faults.pick(prompt.task, key)
+        rule = self.faults.pick(prompt.task, key)
+        fault = rule.kind if rule is not None else None
         record["fault"] = fault
-        if fault in HTTP_FAULTS:
+        if rule is not None and rule.kind in HTTP_FAULTS:
             record["prompt_tokens"] = 0
-            raise ApiError(HTTP_FAULTS[fault], f"{OWNER}: injected fault {fault}")
+            retry_after = rule.retry_after_header()
+            raise ApiError(
+                HTTP_FAULTS[rule.kind],
+                f"{OWNER}: injected fault {rule.kind}",
+                {"Retry-After": retry_after} if retry_after is not None else None,
+            )
         if fault == "drop":
             record.update(status="dropped", prompt_tokens=0)
             return await drop_connection(request)
@@ -258,41 +274,49 @@ class OcrfluxDouble:
         if not completed:  # the server is stopping
             record["status"] = "cancelled"
             return await drop_connection(request)
-        return self._answer(call, record, self.truth.answer(prompt, key), fault)
+        answer = self._answer(call, record, self.truth.answer(prompt, key), fault, prompt.task)
+        if fault == "drop_mid_body":
+            record.update(status="dropped", finish_reason=None)
+            return await drop_mid_body(request, json.dumps(answer).encode())
+        return web.json_response(answer)
 
     def _answer(
-        self, call: ChatCall, record: dict[str, Any], content: str, fault: str | None
-    ) -> web.Response:
+        self,
+        call: ChatCall,
+        record: dict[str, Any],
+        content: str,
+        fault: str | None,
+        task: Task,
+    ) -> dict[str, Any]:
         finish_reason = "stop"
         if fault is not None and fault not in TRANSPORT_KINDS:
-            content, finish_reason = corrupt(fault, content)
+            content, finish_reason = corrupt(fault, content, task)
         completion = completion_tokens(content)
-        if call.max_tokens is not None and completion > call.max_tokens:
+        # huge_answer plays a server that ignores max_tokens.
+        if call.max_tokens is not None and completion > call.max_tokens and fault != "huge_answer":
             content = content[: call.max_tokens * 4]
             completion, finish_reason = call.max_tokens, "length"
         record.update(status="200", finish_reason=finish_reason, completion_tokens=completion)
-        return web.json_response(
-            {
-                "id": f"chatcmpl-{OWNER}-{record['seq']}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": self.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content, "tool_calls": []},
-                        "logprobs": None,
-                        "finish_reason": finish_reason,
-                        "stop_reason": None,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": record["prompt_tokens"],
-                    "completion_tokens": completion,
-                    "total_tokens": record["prompt_tokens"] + completion,
-                },
-            }
-        )
+        return {
+            "id": f"chatcmpl-{OWNER}-{record['seq']}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "tool_calls": []},
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                    "stop_reason": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": record["prompt_tokens"],
+                "completion_tokens": completion,
+                "total_tokens": record["prompt_tokens"] + completion,
+            },
+        }
 
     async def _hold(self, seconds: float) -> bool:
         """Hold the slot for `seconds`; False if the server started stopping first."""
@@ -305,7 +329,7 @@ class OcrfluxDouble:
         return False
 
     async def models(self, request: web.Request) -> web.StreamResponse:
-        if self.health == "down":
+        if self.health in NO_MODEL:
             return await drop_connection(request)
         return web.json_response(
             {
@@ -328,6 +352,7 @@ class OcrfluxDouble:
 
     async def health_check(self, request: web.Request) -> web.StreamResponse:
         self.health_probes += 1
+        self.notify()
         if self.health == "down":
             return await drop_connection(request)
         return web.Response(status=200 if self.health == "ok" else 503)
@@ -339,6 +364,15 @@ async def drop_connection(request: web.Request) -> web.StreamResponse:
         request.transport.close()
     await asyncio.sleep(SHUTDOWN_TIMEOUT_S)  # not reached with handler_cancellation=True
     raise asyncio.CancelledError
+
+
+async def drop_mid_body(request: web.Request, body: bytes) -> web.StreamResponse:
+    """Send a 200 with the full Content-Length but only about half of `body`, then close."""
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    response.content_length = len(body)
+    await response.prepare(request)
+    await response.write(body[: len(body) // 2])
+    return await drop_connection(request)  # the transport flushes what was written, then closes
 
 
 DOUBLE: web.AppKey[OcrfluxDouble] = web.AppKey("ocrflux_double", OcrfluxDouble)
@@ -427,9 +461,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="identify pages by their decoded pixels (default) or by the SHA-256 of the PNG "
         "bytes (cheap: for benchmarks, so the double does not steal the pipeline's CPU)",
     )
+    parser.add_argument(
+        "--fault",
+        dest="faults",
+        action="append",
+        default=[],
+        type=_fault_arg,
+        metavar="KIND[:FIELD=VALUE,...]",
+        help="a fault rule in effect from the start, e.g. http_429:count=3,retry_after=2 "
+        "(fields: rate, count, task, pages, seed, retry_after; repeat for more)",
+    )
     parser.add_argument("--port-file", type=Path, help="write the bound port number here")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
+
+
+def _fault_arg(spec: str) -> FaultRule:
+    try:
+        return FaultRule.from_spec(spec)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -439,6 +490,7 @@ async def serve(args: argparse.Namespace) -> None:
         stall_seconds=args.stall_seconds,
         service_time=ServiceTime(args.service_time, args.service_jitter, args.seed),
         page_key=args.page_key,
+        faults=tuple(args.faults),
     )
     server = OcrfluxTestServer(config)
     url = await server.start(args.host, args.port)

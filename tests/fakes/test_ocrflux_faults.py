@@ -14,6 +14,9 @@ import pytest
 from ocrflux import prompts
 from tests.fakes import truth
 from tests.fakes.chat_requests import chat_body, page_body, post_chat, sample_png
+from tests.fakes.control import ControlError
+from tests.fakes.faults import FaultRule
+from tests.fakes.ocrflux_server import parse_args as double_args
 
 PREVIOUS, FOLLOWING = ["A paragraph that", "x"], ["continues here."]
 DETECT = prompts.merge_detection_prompt(PREVIOUS, FOLLOWING)
@@ -189,3 +192,147 @@ async def test_clearing_faults(ocrflux_server: Any, session: Any) -> None:
     await ocrflux_server.aio.clear_faults()
     assert await ocrflux_server.aio.faults() == []
     assert (await post_chat(session, ocrflux_server.url, page_body()))[0] == 200
+
+
+# ----- back-pressure, broken answers, outages -------------------------------------------------
+@pytest.mark.parametrize(
+    ("retry_after", "header"),
+    [
+        (None, "1"),
+        (2.5, "2.5"),
+        (3, "3"),
+        ("Wed, 21 Oct 2037 07:28:00 GMT", "Wed, 21 Oct 2037 07:28:00 GMT"),
+        ("", None),
+    ],
+)
+async def test_http_429_carries_retry_after(
+    ocrflux_server: Any, session: Any, retry_after: float | str | None, header: str | None
+) -> None:
+    await ocrflux_server.aio.add_fault("http_429", count=1, retry_after=retry_after)
+    async with session.post(ocrflux_server.chat_url, json=page_body()) as response:
+        body = await response.json()
+        assert response.headers.get("Retry-After") == header
+    assert (response.status, body["type"], body["code"]) == (429, "TooManyRequestsError", 429)
+    assert (await post_chat(session, ocrflux_server.url, page_body()))[0] == 200
+    assert ocrflux_server.stats()["faults_injected"] == {"http_429": 1}
+
+
+async def test_http_503_sends_retry_after_only_when_asked(
+    ocrflux_server: Any, session: Any
+) -> None:
+    await ocrflux_server.aio.add_fault("http_503", count=1)
+    await ocrflux_server.aio.add_fault("http_503", count=1, retry_after=7)
+    headers = []
+    for _ in range(2):
+        async with session.post(ocrflux_server.chat_url, json=page_body()) as response:
+            assert response.status == 503
+            headers.append(response.headers.get("Retry-After"))
+    assert headers == [None, "7"]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "http_500", "retry_after": 1},
+        {"kind": "http_429", "retry_after": -1},
+        {"kind": "http_429", "retry_after": [1]},
+    ],
+)
+async def test_bad_retry_after_is_refused(ocrflux_server: Any, fault: dict[str, Any]) -> None:
+    with pytest.raises(ControlError) as refused:
+        await ocrflux_server.aio.add_fault(**fault)
+    assert refused.value.status == 400 and "retry_after" in str(refused.value)
+
+
+async def test_drop_mid_body_sends_headers_and_half_a_body(
+    ocrflux_server: Any, session: Any
+) -> None:
+    await ocrflux_server.aio.add_fault("drop_mid_body", count=1)
+    async with session.post(ocrflux_server.chat_url, json=page_body()) as response:
+        assert response.status == 200 and response.content_length is not None
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await response.read()
+    status, body = await post_chat(session, ocrflux_server.url, page_body())
+    assert status == 200 and json.loads(content_of(body))
+    stats = await ocrflux_server.aio.wait_for(completed=2)
+    assert (stats["by_status"], stats["faults_injected"]) == (
+        {"dropped": 1, "200": 1},
+        {"drop_mid_body": 1},
+    )
+    assert (stats["in_flight"], stats["finish_reasons"]) == (0, {"stop": 1})
+
+
+async def test_non_page_json_is_valid_json_but_no_page(ocrflux_server: Any, session: Any) -> None:
+    page = sample_png()
+    ocrflux_server.register_page(page, "True text of the page.")
+    await ocrflux_server.aio.add_fault("non_page_json")  # every page request
+    _, body = await post_chat(session, ocrflux_server.url, page_body(page))
+    answer = json.loads(content_of(body))
+    assert isinstance(answer, list) and answer[0]["natural_text"] == "True text of the page."
+    assert body["choices"][0]["finish_reason"] == "stop"
+    ocrflux_server.register_merges(PREVIOUS, FOLLOWING, [(0, 0)])
+    _, detect = await post_chat(session, ocrflux_server.url, chat_body(DETECT))
+    assert content_of(detect) == "[(0, 0)]"  # a page-only kind never fires on detection
+
+
+async def test_huge_answer_is_five_megabytes_and_complete(
+    ocrflux_server: Any, session: Any
+) -> None:
+    page = sample_png()
+    ocrflux_server.register_page(page, "True text of the page.")
+    ocrflux_server.register_merges(PREVIOUS, FOLLOWING, [(0, 0)])
+    await ocrflux_server.aio.add_fault("huge_answer", count=2)
+    _, body = await post_chat(session, ocrflux_server.url, page_body(page, max_tokens=8192))
+    answer = json.loads(content_of(body))
+    assert set(answer) == set(truth.PAGE_KEYS)
+    assert answer["natural_text"].startswith("True text of the page.\n\n")
+    assert len(answer["natural_text"]) >= 5 * 1024 * 1024
+    assert body["choices"][0]["finish_reason"] == "stop"
+    _, detect = await post_chat(session, ocrflux_server.url, chat_body(DETECT, max_tokens=100))
+    assert content_of(detect).startswith("[(0, 0)]") and len(content_of(detect)) >= 5 * 1024**2
+    assert detect["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_outage_keeps_the_port_but_serves_no_model(ocrflux_server: Any, session: Any) -> None:
+    await ocrflux_server.aio.set_health("outage")
+    async with session.get(f"{ocrflux_server.url}/health") as response:
+        assert response.status == 503
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await post_chat(session, ocrflux_server.url, page_body())
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await session.get(f"{ocrflux_server.url}/v1/models")
+    assert (await ocrflux_server.aio.stats())["health"] == "outage"  # the control plane answers
+    await ocrflux_server.aio.set_health("ok")
+    async with session.get(f"{ocrflux_server.url}/health") as response:
+        assert response.status == 200
+    assert (await post_chat(session, ocrflux_server.url, page_body()))[0] == 200
+    await ocrflux_server.aio.set_health("outage")
+    await ocrflux_server.aio.reset("health")
+    assert (await post_chat(session, ocrflux_server.url, page_body()))[0] == 200
+
+
+def test_fault_specs_of_the_command_line() -> None:
+    rule = FaultRule.from_spec("http_429:count=3,retry_after=2.5,task=page,pages=a+b,seed=4")
+    assert (rule.kind, rule.count, rule.retry_after, rule.task, rule.seed) == (
+        "http_429",
+        3,
+        2.5,
+        "page",
+        4,
+    )
+    assert rule.pages == frozenset({"a", "b"})
+    assert FaultRule.from_spec("drop").kind == "drop"
+    args = double_args(["--fault", "stall:rate=0.5", "--fault", "http_429"])
+    assert [(r.kind, r.rate) for r in args.faults] == [("stall", 0.5), ("http_429", None)]
+    for bad in ("meteor", "http_429:count", "drop:colour=red"):
+        with pytest.raises(SystemExit):
+            double_args(["--fault", bad])
+
+
+async def test_a_process_starts_with_its_faults(
+    ocrflux_subprocess_factory: Any, session: Any
+) -> None:
+    double = ocrflux_subprocess_factory(faults=["http_429:count=1,retry_after=2"])
+    async with session.post(double.chat_url, json=page_body()) as response:
+        assert (response.status, response.headers.get("Retry-After")) == (429, "2")
+    assert (await post_chat(session, double.url, page_body()))[0] == 200

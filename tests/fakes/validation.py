@@ -32,6 +32,7 @@ _CACHE_LOCK = threading.Lock()
 ERROR_TYPES = {
     400: "BadRequestError",
     404: "NotFoundError",
+    429: "TooManyRequestsError",
     500: "InternalServerError",
     503: "ServiceUnavailableError",
 }
@@ -40,10 +41,11 @@ ERROR_TYPES = {
 class ApiError(Exception):
     """An answer in vLLM's error shape."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         return error_body(self.status, self.message)

@@ -9,10 +9,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.scenarios import REPORT_TEXT, register, twelve_page_report
+import pytest
+
+from schemas.results import DocumentResult
+from tests.scenarios import REPORT_TEXT, pdf_with_lines, register, twelve_page_report
 
 
-def _convert(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _convert(
+    *args: str | bytes, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`ocrflux convert ARGS...`; bytes arguments reach the command as exactly those bytes."""
     return subprocess.run(
         [sys.executable, "-m", "ocrflux.cli", "convert", *args],
         capture_output=True,
@@ -69,3 +75,91 @@ def test_bad_input_exits_non_zero_with_the_error_code(tmp_path: Path) -> None:
     assert "unsupported_type" in done.stderr and "ZIP archive" in done.stderr
     missing = _convert(str(tmp_path / "nope.pdf"), "--engine", "local")
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_partial_result_exits_3_unless_allowed(ocrflux_server: Any, tmp_path: Path) -> None:
+    case = twelve_page_report()
+    keys = register(ocrflux_server, case)
+    ocrflux_server.add_fault("invalid_json", task="page", pages=[keys[10]])
+    source = tmp_path / "report.pdf"
+    source.write_bytes(case.data)
+    env = {"VLLM_URL": ocrflux_server.url, "OCRFLUX_ENGINE": "vllm", "MAX_PAGE_RETRIES": "1"}
+    partial = _convert(str(source), "-o", str(tmp_path / "report.md"), env=env)
+    assert partial.returncode == 3, partial.stderr
+    assert "report.pdf partial: task_failed: 1 of 12 page(s)" in partial.stderr
+    assert "pages [10] (0-based)" in partial.stderr
+    assert "Page ten stands alone." in (tmp_path / "report.md").read_text()
+    allowed = _convert(str(source), "--allow-partial", env=env)
+    assert allowed.returncode == 0, allowed.stderr
+    assert "Final page." in allowed.stdout and "partial" in allowed.stderr
+
+
+def test_file_name_that_is_not_utf8(tmp_path: Path) -> None:
+    folder = os.fsencode(tmp_path)
+    source = folder + b"/caf\xe9\n.pdf"
+    Path(os.fsdecode(source)).write_bytes(pdf_with_lines([["Hello from a strange name"]]))
+    as_json = _convert(source, "--json", "--engine", "local")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["source"] == "caf\\xe9\n.pdf"  # valid UTF-8, bytes kept
+    assert "caf\\xe9\\x0a.pdf: page 1/1" in as_json.stderr  # one line, nothing undecodable
+    to_file = _convert(source, "-o", folder + b"/caf\xe9.md", "--engine", "local")
+    assert to_file.returncode == 0, to_file.stderr
+    assert Path(os.fsdecode(folder + b"/caf\xe9.md")).read_text() == "Hello from a strange name\n"
+
+
+def test_missing_output_folders_are_created(tmp_path: Path) -> None:
+    source = tmp_path / "page.pdf"
+    source.write_bytes(pdf_with_lines([["One page"]]))
+    out = tmp_path / "missing" / "dir" / "out.md"
+    done = _convert(str(source), "-o", str(out), "--engine", "local")
+    assert done.returncode == 0, done.stderr
+    assert out.read_text() == "One page\n"
+
+
+def test_unwritable_output_stops_before_converting(ocrflux_server: Any, tmp_path: Path) -> None:
+    case = twelve_page_report()
+    register(ocrflux_server, case)
+    source = tmp_path / "report.pdf"
+    source.write_bytes(case.data)
+    (tmp_path / "plain-file").write_text("not a folder")
+    for out in ["plain-file/sub/out.md", "."]:
+        done = _convert(
+            str(source),
+            "-o",
+            str(tmp_path / out),
+            "--vllm-url",
+            ocrflux_server.url,
+            "--engine",
+            "vllm",
+        )
+        assert done.returncode == 1, done.stderr
+        [message] = [line for line in done.stderr.splitlines() if "INFO" not in line]
+        assert message.startswith("ocrflux: error: cannot write")
+    assert ocrflux_server.requests() == []  # nothing was converted only to be thrown away
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_write_error_after_converting_is_one_line(tmp_path: Path) -> None:
+    source = tmp_path / "page.pdf"
+    source.write_bytes(pdf_with_lines([["One page"]]))
+    done = _convert(str(source), "-o", "/dev/full", "--engine", "local")
+    assert done.returncode == 1
+    assert "ocrflux: error: cannot write /dev/full: No space left on device" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(
+    "warnings" not in DocumentResult.model_fields, reason="results carry no warnings yet"
+)
+def test_warnings_are_printed(tmp_path: Path) -> None:
+    data = pdf_with_lines([["first"], ["second"]])
+    source = tmp_path / "damaged.pdf"
+    source.write_bytes(data[: data.rindex(b"xref")])  # PyMuPDF repairs it on opening
+    done = _convert(str(source), "--engine", "local")
+    assert "first" in done.stdout
+    assert "ocrflux: damaged.pdf: warning: repaired: the file was damaged" in done.stderr
+
+
+def test_help_documents_the_exit_codes() -> None:
+    done = _convert("--help")
+    assert "exit status:" in done.stdout and "3    partial" in done.stdout

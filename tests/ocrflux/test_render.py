@@ -12,6 +12,7 @@ from PIL import Image
 
 from ocrflux.errors import (
     CorruptInput,
+    DamagedPage,
     EmptyInput,
     EncryptedInput,
     InputError,
@@ -20,7 +21,9 @@ from ocrflux.errors import (
     UnsupportedType,
 )
 from ocrflux.render import (
+    REPAIRED,
     TARGET_LONGEST_SIDE,
+    Document,
     RenderedPage,
     open_document,
     target_size,
@@ -342,8 +345,41 @@ def test_truncated_pdf_without_xref_is_repaired_and_accepted() -> None:
 
 
 def test_intact_pdf_is_not_marked_repaired() -> None:
-    with open_document(make_pdf(["x"])) as document:
+    with open_document(make_pdf(["x", None])) as document:
         assert document.repaired is False
+        assert document.warnings == []
+        blank = document.render_page(1)  # a blank page of an intact file is just blank
+    assert blank.text_layer is None
+
+
+def render_or_damaged(document: Document) -> list[RenderedPage | DamagedPage]:
+    """Every page rendered, or the `DamagedPage` it raised."""
+    outcomes: list[RenderedPage | DamagedPage] = []
+    for index in range(document.page_count):
+        try:
+            outcomes.append(document.render_page(index))
+        except DamagedPage as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+def test_pdf_cut_in_half_warns_and_its_lost_pages_are_damaged_not_blank() -> None:
+    data = make_pdf([f"Chapter {n}" for n in range(6)])
+    with open_document(data[: len(data) // 2]) as document:
+        assert document.repaired is True
+        [warning] = document.warnings
+        outcomes = render_or_damaged(document)
+    assert warning.code == REPAIRED == "repaired"
+    assert "damaged and has been repaired" in warning.message
+    assert "6 pages may be missing content" in warning.message
+    rendered = [o for o in outcomes if isinstance(o, RenderedPage)]
+    damaged = [o for o in outcomes if isinstance(o, DamagedPage)]
+    # The second half of the file held the last pages' content: they come out blank.
+    assert rendered and damaged
+    assert [p.text_layer for p in rendered] == [f"Chapter {n}" for n in range(len(rendered))]
+    assert all(isinstance(o, DamagedPage) for o in outcomes[len(rendered) :])
+    assert damaged[0].code == "damaged_page"
+    assert f"page {len(rendered) + 1} of 6 came out blank" in damaged[0].message
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
@@ -519,10 +555,11 @@ def test_tiff_page_range() -> None:
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage-tail"])
 def test_every_damaged_prefix_is_accepted_or_corrupt(damage: str) -> None:
-    """Cut a PDF at many points (or overwrite its tail): each result either renders fully or
-    raises CorruptInput; nothing else escapes, whatever MuPDF's repair makes of it."""
+    """Cut a PDF at many points (or overwrite its tail): each result either opens (its pages
+    rendering, or raising DamagedPage when repair left them blank) or raises CorruptInput;
+    nothing else escapes, whatever MuPDF's repair makes of it."""
     data = make_pdf([f"Page {n}" for n in range(4)], size=LETTER)
-    outcomes = {"accepted": 0, "corrupt": 0}
+    outcomes = {"accepted": 0, "corrupt": 0, "damaged": 0}
     for cut in range(1, len(data), 53):
         damaged = data[:cut]
         if damage == "garbage-tail":
@@ -536,11 +573,16 @@ def test_every_damaged_prefix_is_accepted_or_corrupt(damage: str) -> None:
             assert cut < len(b"%PDF-")
             continue
         with document:
-            pages = list(document.pages())
-        assert [p.index for p in pages] == list(range(document.page_count))
-        assert all((p.width, p.height) == (791, 1024) for p in pages)
+            pages = render_or_damaged(document)
+        rendered = [p for p in pages if isinstance(p, RenderedPage)]
+        assert document.repaired or len(rendered) == len(pages)
+        assert [p.index for p in rendered] == [
+            i for i, p in enumerate(pages) if isinstance(p, RenderedPage)
+        ]
+        assert all((p.width, p.height) == (791, 1024) for p in rendered)
         outcomes["accepted"] += 1
-    assert outcomes["accepted"] > 0 and outcomes["corrupt"] > 0
+        outcomes["damaged"] += len(pages) - len(rendered)
+    assert outcomes["accepted"] > 0 and outcomes["corrupt"] > 0 and outcomes["damaged"] > 0
 
 
 # --- threads -------------------------------------------------------------------------------

@@ -84,10 +84,10 @@ async def test_attempts_run_out_with_the_last_reason() -> None:
     assert "2 attempt" in outcome.error.message and "not_object" in outcome.error.message
 
 
-async def test_unavailable_backend_ends_the_task_without_raising() -> None:
+async def test_unavailable_backend_is_not_an_answer_it_propagates() -> None:
     completer = Scripted([ModelUnavailable("no server answered")])
-    outcome = await run_task(completer, "p", b"png", parse_page_answer, max_attempts=5)
-    assert outcome.error is not None and outcome.error.code == "vllm_unavailable"
+    with pytest.raises(ModelUnavailable):
+        await run_task(completer, "p", b"png", parse_page_answer, max_attempts=5)
     assert len(completer.requests) == 1
 
 

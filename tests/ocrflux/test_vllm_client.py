@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import json
 import random
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -22,9 +24,15 @@ from aiohttp.test_utils import TestServer
 
 from ocrflux.chat import ChatAnswerError, ChatRequest
 from ocrflux.errors import ModelUnavailable
-from ocrflux.vllm_client import VllmClient, server_urls
-from ocrflux.vllm_routing import ServerPool, backoff_delay
-from ocrflux.vllm_wire import encode_request_body
+from ocrflux.vllm_client import ClientStats, VllmClient, server_urls
+from ocrflux.vllm_retry import backoff_delay
+from ocrflux.vllm_routing import ServerPool
+from ocrflux.vllm_wire import (
+    RETRY_AFTER_CAP_S,
+    ServerBusy,
+    encode_request_body,
+    parse_retry_after,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 3
 
@@ -214,13 +222,15 @@ async def test_success_is_parsed(start_fake: StartFake, fake_time: FakeTime):
         assert (response.prompt_tokens, response.completion_tokens) == (0, 0)
 
 
-@pytest.mark.parametrize("status", [400, 404, 500, 503])
-async def test_non_200_is_an_answer_error(start_fake: StartFake, fake_time: FakeTime, status: int):
+@pytest.mark.parametrize(("status", "retry_statuses"), [(400, ()), (404, ()), (500, ()), (502, ())])
+async def test_non_200_is_an_answer_error(
+    start_fake: StartFake, fake_time: FakeTime, status: int, retry_statuses: tuple[int, ...]
+):
     fake, url = await start_fake()
     fake.answer = lambda body: web.json_response(
-        {"object": "error", "message": "no"}, status=status
+        {"object": "error", "message": "no"}, status=status, headers={"Retry-After": "1"}
     )
-    async with client_for([url], fake_time) as client:
+    async with client_for([url], fake_time, retry_statuses=retry_statuses) as client:
         with pytest.raises(ChatAnswerError) as info:
             await client.complete(req())
         assert info.value.status == status
@@ -308,15 +318,149 @@ async def test_request_timeout_is_a_transport_retry(start_fake: StartFake, fake_
         assert client.health()[stuck_url] is False
 
 
-async def test_retry_statuses_are_treated_like_transport_errors(
+# --- back-pressure: 429, 503 and a proxy's 502/504 -------------------------------------------
+
+
+def answers(*responses: Callable[[], web.Response]) -> Callable[[dict[str, Any]], web.Response]:
+    """Answer with `responses` in turn, then with completions echoing the prompt."""
+    queue = list(responses)
+
+    def answer(body: dict[str, Any]) -> web.Response:
+        if queue:
+            return queue.pop(0)()
+        return web.json_response(completion(body["messages"][0]["content"][0]["text"]))
+
+    return answer
+
+
+def busy(status: int = 429, retry_after: str | None = None) -> Callable[[], web.Response]:
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    return lambda: web.json_response(
+        {"object": "error", "message": "busy"}, status=status, headers=headers
+    )
+
+
+def assert_counters_add_up(stats: ClientStats) -> None:
+    assert stats.requests_sent == (
+        stats.successes
+        + stats.answer_errors
+        + stats.transport_errors
+        + stats.backpressure
+        + stats.cancelled
+    )
+    assert stats.transport_errors + stats.backpressure == (
+        stats.transport_retries + stats.backpressure_retries + stats.unavailable
+    )
+
+
+async def test_429_waits_as_asked_on_another_server_and_keeps_health(
     start_fake: StartFake, fake_time: FakeTime
 ):
-    busy, busy_url = await start_fake()
-    busy.answer = lambda body: web.Response(status=503, text="upstream down")
-    _, url = await start_fake()
-    async with client_for([busy_url, url], fake_time, retry_statuses={502, 503}) as client:
-        assert (await client.complete(req("via proxy"))).content == "via proxy"
-        assert client.stats.transport_errors == 1 and client.stats.answer_errors == 0
+    busy_fake, busy_url = await start_fake()
+    busy_fake.answer = answers(busy(429, "3"))
+    fake, url = await start_fake()
+    async with client_for([busy_url, url], fake_time) as client:
+        response = await client.complete(req("later", temperature=0.3))
+        assert response.content == "later"
+        [slept] = fake_time.sleeps
+        assert 3.0 <= slept <= 3.0 + 0.25  # as asked, plus at most one back-off base of jitter
+        assert (len(busy_fake.bodies), len(fake.bodies)) == (1, 1)  # the retry went elsewhere
+        assert busy_fake.bodies == fake.bodies  # the same request: same temperature
+        assert client.health() == {busy_url: True, url: True}
+        stats = client.stats
+        assert (stats.backpressure, stats.backpressure_retries, stats.answer_errors) == (1, 1, 0)
+        assert stats.backpressure_wait_s == pytest.approx(slept)
+        assert (stats.transport_errors, stats.unavailable) == (0, 0)
+        assert_counters_add_up(stats)
+
+
+async def test_429_without_retry_after_backs_off_exponentially(
+    start_fake: StartFake, fake_time: FakeTime
+):
+    fake, url = await start_fake()
+    fake.answer = answers(busy(), busy(), busy())
+    async with client_for([url], fake_time) as client:
+        assert (await client.complete(req("at last"))).content == "at last"
+        assert len(fake.bodies) == 4 and {b["temperature"] for b in fake.bodies} == {0.0}
+        for slept, ceiling in zip(fake_time.sleeps, (0.25, 0.5, 1.0), strict=True):
+            assert ceiling / 2 <= slept <= ceiling
+        assert client.health() == {url: True}
+        assert_counters_add_up(client.stats)
+
+
+@pytest.mark.parametrize("status", [503, 502, 504])
+async def test_503_and_proxy_errors_are_retried_and_mark_the_server(
+    start_fake: StartFake, fake_time: FakeTime, status: int
+):
+    sick, sick_url = await start_fake()
+    sick.answer = answers(busy(status, "2"))
+    fake, url = await start_fake()
+    async with client_for([sick_url, url], fake_time) as client:
+        assert (await client.complete(req("elsewhere"))).content == "elsewhere"
+        assert 2.0 <= fake_time.sleeps[0] <= 2.25
+        assert client.health() == {sick_url: False, url: True}
+        for _ in range(3):  # other callers avoid it until it proves well
+            await client.complete(req())
+        assert (len(sick.bodies), len(fake.bodies)) == (1, 4)
+        assert (client.stats.backpressure, client.stats.answer_errors) == (1, 0)
+
+
+async def test_retry_after_as_an_http_date(start_fake: StartFake, fake_time: FakeTime):
+    fake, url = await start_fake()
+    when = email.utils.formatdate(time.time() + 5, usegmt=True)
+    fake.answer = answers(busy(503, when))
+    async with client_for([url], fake_time) as client:
+        await client.complete(req())
+    assert 3.5 <= fake_time.sleeps[0] <= 5.25  # the date has a resolution of one second
+
+
+async def test_a_long_retry_after_is_capped(start_fake: StartFake, fake_time: FakeTime):
+    fake, url = await start_fake()
+    fake.answer = answers(busy(429, "86400"))
+    async with client_for([url], fake_time) as client:
+        await client.complete(req())
+    assert RETRY_AFTER_CAP_S <= fake_time.sleeps[0] <= RETRY_AFTER_CAP_S + 0.25
+
+
+async def test_persistent_backpressure_ends_in_model_unavailable(
+    start_fake: StartFake, fake_time: FakeTime
+):
+    fake, url = await start_fake()
+    fake.answer = lambda body: busy(429, "2")()
+    async with client_for([url], fake_time, transport_retry_budget_s=9.0) as client:
+        with pytest.raises(ModelUnavailable) as info:
+            await client.complete(req())
+        cause = info.value.__cause__
+        assert isinstance(cause, ServerBusy) and cause.status == 429
+        assert sum(fake_time.sleeps) == pytest.approx(9.0)  # the last wait is cut to the budget
+        stats = client.stats
+        assert (stats.backpressure, stats.unavailable) == (len(fake.bodies), 1)
+        assert stats.answer_errors == 0
+        assert_counters_add_up(stats)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("nan", None),
+        ("5", 5.0),
+        (" 2.5 ", 2.5),
+        ("0", 0.0),
+        ("-3", 0.0),
+        ("1e400", RETRY_AFTER_CAP_S),
+        ("3600", RETRY_AFTER_CAP_S),
+        ("Thu, 01 Jan 1970 00:00:10 GMT", 10.0),
+        ("Thu, 01 Jan 1970 00:00:10", 10.0),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0),
+        ("Fri, 02 Jan 1970 00:00:00 GMT", RETRY_AFTER_CAP_S),
+        ("Thu, 99 Foo 1970 00:00:00 GMT", None),
+    ],
+)
+def test_parse_retry_after(value: str | None, expected: float | None):
+    assert parse_retry_after(value, now_epoch_s=0.0) == expected
 
 
 # --- routing and back-pressure ---------------------------------------------------------------
@@ -542,3 +686,5 @@ def test_constructor_rejects_bad_arguments():
         VllmClient(["http://a:1", "http://a:1/"])
     with pytest.raises(ValueError):
         VllmClient(["http://a:1"], max_inflight_per_server=0)
+    with pytest.raises(ValueError):
+        VllmClient(["http://a:1"], retry_statuses={200})

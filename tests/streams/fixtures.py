@@ -1,13 +1,18 @@
 """A stream-processor deployment for one test: its own topics on the session broker, worker
 processes started and ended by PID, the OCRFlux-3B test double, and the client SDK.
 
-    pipeline   a `Pipeline`: `.start_worker(name, roles=..., **env)`, `.client`, `.kafka`,
-               `.server` (the double), `.direct(case)` (the direct driver's result for a case)
+    pipeline            a `Pipeline`: `.start_worker(name, roles=..., **env)`, `.client`,
+                        `.kafka`, `.server` (the double), `.direct(case)` (the direct driver's
+                        result for a case)
+    own_broker          a broker of this test's own, which it may stop, kill and start again
+    broker_pipeline     a `Pipeline` on `own_broker` (`.broker`)
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,6 +26,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from connectors.blobstore import BlobSettings
 from connectors.client import OcrfluxClient
 from connectors.kafka_config import KafkaSettings
+from deploy import kafka_broker
+from deploy.processes import stop_pid
 from ocrflux.convert import convert_document
 from ocrflux.engines.vllm import VllmEngine
 from ocrflux.vllm_client import VllmClient
@@ -42,6 +49,7 @@ class Pipeline:
     blob_dir: Path
     client: OcrfluxClient
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    broker: OwnBroker | None = None  # set when the test runs its own broker
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -137,6 +145,58 @@ class Pipeline:
             )
 
 
+class OwnBroker:
+    """A single-node broker in a folder of the test's: restarts keep its ports and data."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.state = kafka_broker.start_broker(work_dir)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.state.bootstrap
+
+    def stop(self) -> None:
+        """SIGTERM (a controlled shutdown), SIGKILL if it does not end."""
+        stop_pid(self.state.pid)
+
+    def kill(self) -> None:
+        os.kill(self.state.pid, signal.SIGKILL)
+        stop_pid(self.state.pid)  # reaps it
+
+    def start(self) -> None:
+        self.state = kafka_broker.start_broker(self.work_dir)
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[OwnBroker]:
+    broker = OwnBroker(tmp_path / "own-broker")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def _pipeline(
+    bootstrap: str, prefix: str, server: Any, processes: ProcessGroup, tmp_path: Path
+) -> Iterator[Pipeline]:
+    kafka = KafkaSettings(
+        kafka_bootstrap_servers=bootstrap,
+        ocrflux_topic_prefix=prefix,
+        kafka_topic_partitions=PARTITIONS,
+    )
+    blob_dir = tmp_path / "blobs"
+    client = OcrfluxClient(kafka, blob_settings=BlobSettings(ocrflux_blob_dir=blob_dir))
+    with client:
+        yield Pipeline(
+            kafka=kafka,
+            server=server,
+            processes=processes,
+            blob_dir=blob_dir,
+            client=client,
+        )
+
+
 @pytest.fixture
 def pipeline(
     kafka_bootstrap: str,
@@ -145,21 +205,22 @@ def pipeline(
     processes: ProcessGroup,
     tmp_path: Path,
 ) -> Iterator[Pipeline]:
-    kafka = KafkaSettings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        ocrflux_topic_prefix=unique_name,
-        kafka_topic_partitions=PARTITIONS,
-    )
-    blob_dir = tmp_path / "blobs"
-    client = OcrfluxClient(kafka, blob_settings=BlobSettings(ocrflux_blob_dir=blob_dir))
-    with client:
-        yield Pipeline(
-            kafka=kafka,
-            server=ocrflux_server,
-            processes=processes,
-            blob_dir=blob_dir,
-            client=client,
-        )
+    yield from _pipeline(kafka_bootstrap, unique_name, ocrflux_server, processes, tmp_path)
+
+
+@pytest.fixture
+def broker_pipeline(
+    own_broker: OwnBroker,
+    unique_name: str,
+    ocrflux_server: Any,
+    processes: ProcessGroup,
+    tmp_path: Path,
+) -> Iterator[Pipeline]:
+    for pipeline in _pipeline(
+        own_broker.bootstrap, unique_name, ocrflux_server, processes, tmp_path
+    ):
+        pipeline.broker = own_broker
+        yield pipeline
 
 
 def dump(result: Any) -> str:

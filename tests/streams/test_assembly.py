@@ -7,8 +7,8 @@ import random
 
 from schemas.options import ConversionOptions
 from schemas.records import DocumentInfo, PageDone, PairsDetected, TableMerged
-from schemas.results import PageResult
-from streams.assembly import Assembler, DetectJob, EmittedDoc, Step, TableJob
+from schemas.results import ErrorInfo, PageResult
+from streams.assembly import Assembler, DetectJob, EmittedDoc, Step, TableJob, outcome_key
 from tests.scenarios import REPORT_PAGE_TEXTS, REPORT_TEXT, twelve_page_report
 
 CASE = twelve_page_report()
@@ -258,3 +258,48 @@ def test_a_marker_without_a_position_ignores_every_record() -> None:
     assembler = Assembler(store)
     for record in submitted(page_records(), "4@1"):
         assert assembler.apply(record, partition=0, at=1) == Step()
+
+
+def test_a_degraded_result_is_not_final_a_new_submission_restarts_the_document() -> None:
+    store: dict = {}
+    assembler = Assembler(store)
+    failing = page_records()
+    failing[4] = PageDone(
+        doc_id="doc",
+        info=INFO,
+        result=PageResult(index=4, fallback=True, source="none"),
+    )
+    steps, _ = run(assembler, submitted(failing, "0@7"), position=(0, 3))
+    (first,) = results(steps)
+    assert first.status == "partial" and store["doc"].status == "partial"
+    assert assembler.apply(submitted(page_records(), "0@7")[0], partition=0, at=1) == Step()
+
+    again = submitted(page_records(), "0@8")
+    step = assembler.apply(again[0], partition=0, at=3000)
+    assert step.restart and step.resend is None  # recognized again, not answered from the topic
+    assembler.forget("doc")
+    steps, _ = run(assembler, again)
+    (result,) = results(steps)
+    assert result.status == "completed" and result.document_text == REPORT_TEXT
+
+
+def test_a_failed_document_ends_with_one_failed_result_and_no_leftovers() -> None:
+    store: dict = {}
+    assembler = Assembler(store)
+    for record in page_records()[:5]:
+        assembler.apply(record, partition=0, at=1)
+    step = assembler.fail("doc", ErrorInfo(code="internal", message="a bug"))
+    assert step.result is not None and step.result.status == "failed"
+    assert step.result.source == "report.pdf" and step.result.num_pages == 12
+    assembler.mark_emitted(step, (0, 9))
+    assert list(store) == ["doc"] and store["doc"].status == "failed"
+    assert assembler.fail("doc", ErrorInfo(code="internal", message="again")) == Step()
+
+
+def test_every_job_is_recognised_by_the_record_that_answers_it() -> None:
+    jobs: list[DetectJob | TableJob] = []
+    steps, _ = run(Assembler({}), page_records())
+    for step in steps:
+        jobs.extend(step.jobs)
+    assert any(isinstance(job, TableJob) for job in jobs)
+    assert all(outcome_key(answer(job)) == job.key for job in jobs)

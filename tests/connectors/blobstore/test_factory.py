@@ -12,12 +12,13 @@ from connectors.blobstore import (
     BlobSettings,
     FileBlobStore,
     S3BlobStore,
+    UrlRefused,
     default_blob_dir,
     fetch,
     open_blob_store,
 )
 from ocrflux.errors import FetchFailed
-from tests.connectors.fixtures import DOC_BYTES, HttpBlobs
+from tests.connectors.fixtures import DOC_BYTES, LOOPBACK, HttpBlobs
 
 
 def test_default_folder_follows_the_environment(
@@ -47,7 +48,7 @@ def test_open_blob_store_by_scheme(tmp_path: Path) -> None:
 async def test_fetch_dispatches_and_checks_the_digest(
     tmp_path: Path, http_blobs: HttpBlobs
 ) -> None:
-    settings = BlobSettings(ocrflux_blob_dir=tmp_path)
+    settings = BlobSettings(ocrflux_blob_dir=tmp_path, ocrflux_fetch_allow=LOOPBACK)
     url = await FileBlobStore(tmp_path).put(b"on disk", "d.bin")
     digest = hashlib.sha256(b"on disk").hexdigest()
     assert await fetch(url, max_bytes=100, expected_sha256=digest, settings=settings) == b"on disk"
@@ -57,3 +58,24 @@ async def test_fetch_dispatches_and_checks_the_digest(
         assert await fetcher.fetch(f"{http_blobs.url}/doc", max_bytes=10**6) == DOC_BYTES
         with pytest.raises(FetchFailed, match="scheme"):
             await fetcher.fetch("gopher://x/y", max_bytes=10)
+
+
+async def test_http_references_go_through_the_ssrf_policy(
+    tmp_path: Path, http_blobs: HttpBlobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fetcher every reader of references uses (worker, SDK, sink, API in kafka mode)
+    refuses loopback by default, and `OCRFLUX_FETCH_ALLOW` opens it."""
+    monkeypatch.delenv("OCRFLUX_FETCH_ALLOW", raising=False)
+    async with BlobFetcher(BlobSettings(ocrflux_blob_dir=tmp_path)) as fetcher:
+        with pytest.raises(UrlRefused, match="loopback"):
+            await fetcher.fetch(f"{http_blobs.url}/doc", max_bytes=10**6)
+    monkeypatch.setenv("OCRFLUX_FETCH_ALLOW", f"10.9.0.0/16, {LOOPBACK}")
+    async with BlobFetcher(BlobSettings(ocrflux_blob_dir=tmp_path)) as fetcher:
+        assert await fetcher.fetch(f"{http_blobs.url}/doc", max_bytes=10**6) == DOC_BYTES
+        with pytest.raises(UrlRefused, match="private"):
+            await fetcher.fetch(f"{http_blobs.url}/redirect?to=http://10.8.0.1/", max_bytes=99)
+
+
+def test_fetch_allow_must_be_networks() -> None:
+    with pytest.raises(ValueError, match="not-a-network"):
+        BlobSettings(ocrflux_fetch_allow="10.0.0.0/8,not-a-network")

@@ -65,7 +65,6 @@ async def test_rebalance_hands_each_record_to_exactly_one_member(
             topic=topic,
             group_id=f"{unique_name}.test",
             handler=handler_for(name),
-            producer=producer,
             consumer_options=options,
             concurrency=1,
             drain_timeout_s=30,

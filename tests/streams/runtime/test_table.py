@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from connectors.kafka_config import KafkaSettings, ensure_topics
 from streams.runtime.clients import Producer, client_options
+from streams.runtime.delivery import CURRENT, Deliveries
 from streams.runtime.table import ChangelogTable
 
 pytestmark = pytest.mark.kafka
@@ -39,8 +40,11 @@ async def test_restore_rebuilds_the_written_state(kafka_bootstrap: str, unique_n
         table.current_partition = 0
         table["b"] = Value(n=2)  # an existing key keeps its partition (1)
         del table["d"]
+        deliveries = Deliveries()
+        CURRENT.set(deliveries)
         await table.sync()
-        await producer.flush()
+        await deliveries.settle()
+        CURRENT.set(None)
 
         fresh = ChangelogTable(producer, topic, _decode, client_options(settings))
         assert await fresh.restore({1, 2}) == 5  # b, c, d, b again, d's tombstone
