@@ -11,13 +11,14 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY ocrflux ./ocrflux
 COPY schemas ./schemas
 COPY streams ./streams
 COPY connectors ./connectors
 COPY deploy ./deploy
-RUN /opt/venv/bin/pip install .
+# The versions the tests passed with (requirements.lock); runtime dependencies only.
+RUN /opt/venv/bin/pip install -c requirements.lock .
 
 FROM ${PYTHON_IMAGE}
 # OCRFLUX_HOME holds what the code would otherwise keep in the checkout's .cache/: the

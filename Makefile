@@ -4,21 +4,39 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+BENCH_INSTALLED := $(VENV)/.installed-bench
+LOCK := requirements.lock
 JARS_STAMP := .cache/kafka/.jars-ready
 
 .DEFAULT_GOAL := help
-.PHONY: help setup jars run test lint broker broker-stop clean
+.PHONY: help setup system lock jars run test lint broker broker-stop clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-setup: $(INSTALLED) $(JARS_STAMP) ## create .venv/, install the package with dev extras, fetch the Kafka jars
+setup: system $(INSTALLED) $(JARS_STAMP) ## system packages when missing, .venv/ with the locked dependencies, the Kafka jars
 
-$(INSTALLED): pyproject.toml
+system: ## install the system packages the tests need when missing (java, maven, redis-server, chromium, curl)
+	@deploy/system_packages.sh
+
+$(INSTALLED): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[dev]"
 	@touch $@
+
+$(BENCH_INSTALLED): $(INSTALLED)
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[dev,bench]"
+	@touch $@
+
+lock: ## resolve the dependencies afresh in a scratch virtualenv and write requirements.lock
+	rm -rf .cache/lock-venv
+	$(PYTHON) -m venv .cache/lock-venv
+	.cache/lock-venv/bin/pip install --quiet --upgrade pip
+	.cache/lock-venv/bin/pip install --quiet ".[dev,bench]"
+	( echo "# pip constraints: the versions the tests passed with (make lock refreshes them)"; \
+	  .cache/lock-venv/bin/pip freeze --exclude-editable | grep -v '^ocrflux-stream' ) > $(LOCK)
+	rm -rf .cache/lock-venv
 
 $(JARS_STAMP): $(INSTALLED) deploy/kafka/pom.xml
 	$(PY) -c "from deploy.kafka_broker import ensure_jars; print('Kafka jars in', ensure_jars())"
@@ -60,9 +78,12 @@ bench-api: setup ## HTTP API: 50 concurrent uploads, server peak memory -> BENCH
 	$(VENV)/bin/python -m bench.bench_api
 
 .PHONY: bench-stream
-bench-stream: setup ## stream pipeline: saturation, overhead, latency, memory, side by side -> BENCHMARKS.md
-	@$(PY) -m pip install --quiet py-spy || echo "no py-spy: the overhead benchmark will not split the CPU outside our code"
+bench-stream: setup $(BENCH_INSTALLED) ## stream pipeline: saturation, overhead, latency, memory, side by side -> BENCHMARKS.md
 	$(PY) -m bench.suite
+
+.PHONY: reliability
+reliability: setup ## fault, outage, bad-input and API-abuse matrices on its own broker (about 25 min; not part of `make test`) -> RELIABILITY.md
+	$(PY) -m bench.reliability
 
 .PHONY: bench
 bench: setup ## every benchmark, one after the other (about 20 min; not part of `make test`) -> BENCHMARKS.md

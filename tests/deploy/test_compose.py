@@ -412,8 +412,8 @@ def test_api_port_can_be_published_elsewhere() -> None:
 def test_dockerfile_builds_a_slim_non_root_image_without_vllm() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", text, re.M)
-    assert "pip install ." in text
-    assert "[vllm]" not in text
+    assert "pip install -c requirements.lock ." in text  # the versions the tests passed with
+    assert "[vllm]" not in text and "[dev" not in text
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0")
     assert 'ENTRYPOINT ["ocrflux"]' in text
@@ -425,3 +425,4 @@ def test_dockerignore_keeps_the_context_small() -> None:
     ignored = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
     assert {".venv", ".cache", ".git", "tests"} <= ignored
     assert "README.md" not in ignored  # pyproject's readme, needed by the build
+    assert "requirements.lock" not in ignored
