@@ -56,6 +56,10 @@ HEIGHT_CHANGE = 0.3
 HEADING_PITCH = 1.3
 #: Lines scoring lower are dropped (RapidOCR's own default is 0.5).
 MIN_SCORE = 0.5
+#: Long side / short side at most. RapidOCR scales the short side up to 736 px for detection,
+#: so a 1024 x 1 strip (a 60000 x 10 image, rendered) would take gigabytes; a thinner image is
+#: padded with white below or to the right, which keeps every box where it was.
+MAX_ASPECT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +118,7 @@ class OcrReader:
     def read(self, png: bytes) -> list[OcrLine]:
         """The text lines of one page image, in RapidOCR's order."""
         with Image.open(io.BytesIO(png)) as image:
-            rgb = image.convert("RGB")
+            rgb = _within_aspect(image.convert("RGB"))
         pixels = np.asarray(rgb)
         result = self._engine()(np.ascontiguousarray(pixels[:, :, ::-1]))  # RapidOCR wants BGR
         if result.boxes is None or result.txts is None:
@@ -125,6 +129,19 @@ class OcrReader:
                 points = tuple((float(x), float(y)) for x, y in box)
                 lines.append(OcrLine(points, text.strip(), float(score)))
         return lines
+
+
+def _within_aspect(image: Image.Image) -> Image.Image:
+    width, height = image.size
+    padded = (
+        max(width, math.ceil(height / MAX_ASPECT)),
+        max(height, math.ceil(width / MAX_ASPECT)),
+    )
+    if padded == image.size:
+        return image
+    canvas = Image.new("RGB", padded, "white")
+    canvas.paste(image, (0, 0))
+    return canvas
 
 
 def _skew(lines: Sequence[OcrLine]) -> float:

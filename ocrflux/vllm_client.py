@@ -292,6 +292,15 @@ class VllmClient:
             else:
                 self._record_success(server, response)
                 self._pool.release(server)
+                if max_tokens is not None and response.completion_tokens > max_tokens:
+                    # A server that ignores the cap (or a proxy that rewrote the request) can
+                    # answer megabytes; such an answer is a bad one, never a page.
+                    stats.answer_errors += 1
+                    raise ChatAnswerError(
+                        f"{server.url} answered {response.completion_tokens} completion tokens, "
+                        f"over the request's max_tokens={max_tokens}",
+                        status=200,
+                    )
                 return response
 
             # No answer to count. A health mark came before the slot goes back, so that

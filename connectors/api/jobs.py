@@ -227,6 +227,7 @@ def convert_response(
             error=FAILED_TO_PARSE,
             error_code=error.code if error else "internal",
             error_detail=error.message if error else None,
+            warnings=result.warnings,
             metadata=metadata,
         )
     return ConvertResponse(
@@ -234,5 +235,6 @@ def convert_response(
         format=result.output_format,
         content=result.content,
         error=None,
+        warnings=result.warnings,
         metadata=metadata,
     )

@@ -40,6 +40,11 @@ class ConvertResponse(BaseModel):
     error: str | None = Field(description=f'null, or "{FAILED_TO_PARSE}"')
     error_code: str | None = Field(default=None, description="Stable error code (ours)")
     error_detail: str | None = Field(default=None, description="What went wrong (ours)")
+    warnings: list[ErrorInfo] = Field(
+        default_factory=list,
+        description="What the result should be read with (ours), e.g. `repaired`: the file was "
+        "damaged and repaired, so pages may be missing content",
+    )
     metadata: ConvertMetadata
 
 

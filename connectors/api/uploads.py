@@ -24,9 +24,10 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
 
-from connectors.api.errors import ApiError, BodyTimeout, InvalidRequest
+from connectors.api.errors import BodyTimeout, InvalidRequest
 from connectors.api.spool import Spool, SpoolFolder
-from ocrflux.errors import TooLarge
+from ocrflux.errors import TooLarge, UnsupportedType
+from ocrflux.filenames import text_name
 from ocrflux.sniff import ACCEPTED_EXTENSIONS, is_accepted_filename, sniff
 from schemas.options import ConversionOptions
 
@@ -110,9 +111,9 @@ async def read_upload(
 async def _read_file(
     part: BodyPartReader, max_bytes: int, spools: SpoolFolder, timeout_s: float
 ) -> Upload:
-    filename = part.filename or ""
+    filename = text_name(part.filename or "")  # raw bytes in the header arrive as surrogates
     if not is_accepted_filename(filename):
-        raise ApiError(
+        raise UnsupportedType(
             f"unsupported file type {filename!r}: accepted extensions are "
             f"{', '.join(sorted(ACCEPTED_EXTENSIONS))}"
         )

@@ -71,6 +71,7 @@ def test_convert_file_markdown_and_text(
         "error": None,
         "error_code": None,
         "error_detail": None,
+        "warnings": [],
         "metadata": {
             "filename": "document.pdf",
             "file_size": (tmp_path / "document.pdf").stat().st_size,

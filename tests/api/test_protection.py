@@ -108,7 +108,7 @@ async def test_keys_limits_and_types(
         ({"Authorization": "Bearer wrong"}, form(small), 401, "unauthorized"),
         (AUTH, form(b"%PDF-1.4\n" + b"0" * (MAX_BYTES + 1)), 413, "too_large"),
         (AUTH, form(twelve_page_report().data), 422, "too_many_pages"),
-        (AUTH, form(small, "doc.docx"), 400, "bad_request"),
+        (AUTH, form(small, "doc.docx"), 400, "unsupported_type"),
         (AUTH, form(b"PK\x03\x04 a zip, named .pdf"), 400, "unsupported_type"),
         (AUTH, form(b""), 400, "empty"),
     ]

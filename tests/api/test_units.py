@@ -181,6 +181,7 @@ def test_guide_answer_shapes() -> None:
         "error": None,
         "error_code": None,
         "error_detail": None,
+        "warnings": [],
         "metadata": {
             "url": "https://example.com/a.pdf",
             "file_size": 10,

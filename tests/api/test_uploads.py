@@ -22,7 +22,7 @@ from tests.api.documents import (
     request_head,
 )
 from tests.api.fixtures import ApiProcess
-from tests.scenarios import pdf_with_lines
+from tests.scenarios import page_images, pdf_with_lines
 
 DEADLINE_S = 60.0
 UPLOADS = 6
@@ -256,3 +256,43 @@ async def test_a_form_with_two_files_is_refused(
         assert "more than one 'file'" in answer["detail"]
     assert ocrflux_server.stats()["requests_total"] == 0
     assert spool_files(spool) == []
+
+
+async def test_odd_uploads_answer_like_the_other_drivers(
+    ocrflux_server: Any,
+    api_servers: Callable[..., ApiProcess],
+    http: aiohttp.ClientSession,
+) -> None:
+    """A file name that is not UTF-8 converts; an unaccepted extension is `unsupported_type`
+    (as `ocrflux convert` says); a repaired PDF's answer carries the `repaired` warning."""
+    intact = pdf_with_lines([["a page that survives the cut"]])
+    repaired = intact[: intact.rindex(b"xref")]
+    for png in page_images(repaired):
+        ocrflux_server.register_page(png, "a page that survives the cut")
+    api = api_servers(VLLM_URL=ocrflux_server.url)
+
+    boundary = "odd-upload-boundary"
+    raw_name_body = (
+        f"--{boundary}\r\n".encode()
+        + b'Content-Disposition: form-data; name="file"; filename="caf\xe9.pdf"\r\n'
+        + b"Content-Type: application/pdf\r\n\r\n"
+        + intact
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    async with http.post(f"{api.url}/convert/file", data=raw_name_body, headers=headers) as r:
+        answer = await r.json()
+        assert r.status == 200, answer
+    assert answer["status"] == "success" and answer["metadata"]["filename"] == "caf\\xe9.pdf"
+    assert "a page that survives the cut" in answer["content"]
+
+    async with http.post(f"{api.url}/convert/file", data=_form(intact, "photo.heic")) as r:
+        answer = await r.json()
+        assert (r.status, answer["error_code"]) == (400, "unsupported_type"), answer
+
+    async with http.post(f"{api.url}/convert/file", data=_form(repaired, "cut.pdf")) as r:
+        answer = await r.json()
+        assert r.status == 200, answer
+    assert [warning["code"] for warning in answer["warnings"]] == ["repaired"]
+    assert "a page that survives the cut" in answer["content"]
+    assert "unhandled error" not in api.log()

@@ -7,6 +7,8 @@ import asyncio
 import logging
 import random
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -350,3 +352,29 @@ async def test_auto_chooses_local_when_vllm_does_not_answer(
         assert engine.name == "local"
     assert "using the local engine: VLLM_URL is set but" in caplog.text
     assert str(port) in caplog.text and "did not answer /health" in caplog.text
+
+
+def test_a_strip_of_an_image_is_read_in_bounded_memory() -> None:
+    """A 60000 x 10 image renders to a 1024 x 1 page; RapidOCR alone would scale its short side
+    to 736 px (a 5 GiB array). Padded, it reads nothing in well under 3 GiB of address space,
+    and text on a thin strip is still read."""
+    script = (
+        "import io, resource\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (3 * 1024**3, 3 * 1024**3))\n"
+        "from PIL import Image, ImageDraw, ImageFont\n"
+        "from ocrflux.ocr import OcrReader\n"
+        "def png(image):\n"
+        "    out = io.BytesIO(); image.save(out, 'PNG'); return out.getvalue()\n"
+        "reader = OcrReader()\n"
+        "assert reader.read(png(Image.new('RGB', (1024, 1), 'white'))) == []\n"
+        "assert reader.read(png(Image.new('RGB', (1, 1024), 'white'))) == []\n"
+        "strip = Image.new('RGB', (1024, 40), 'white')\n"
+        "ImageDraw.Draw(strip).text((10, 5), 'A thin strip of text', fill='black',\n"
+        "                           font=ImageFont.load_default(size=24))\n"
+        "print([line.text for line in reader.read(png(strip))])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "['A thin strip of text']"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ocrflux.chat import ChatRequest
+from ocrflux.chat import ChatAnswerError, ChatRequest
 from ocrflux.engines.vllm import VllmEngine
 from ocrflux.errors import ModelUnavailable
 from ocrflux.render import RenderedPage
@@ -212,8 +212,19 @@ async def test_content_faults_are_answers_the_engine_survives(
         engine = engine_for(client)
         rejected = await engine.recognize_page(rendered_page(), max_attempts=1)
         assert rejected.source == "text_layer"
-        huge = await client.complete(page_request())
-        assert len(huge.content) >= 5 * 1024 * 1024 and huge.finish_reason == "stop"
+        with pytest.raises(ChatAnswerError, match="over the request's max_tokens"):
+            await client.complete(page_request())
+        assert client.stats.answer_errors == 1
+
+
+async def test_an_answer_over_max_tokens_is_a_spent_attempt_never_the_page(
+    ocrflux_server: Any, make_client: Callable[..., VllmClient]
+) -> None:
+    ocrflux_server.register_page(PAGE, TEXT)
+    await ocrflux_server.aio.add_fault("huge_answer", count=1)
+    async with make_client(ocrflux_server.url) as client:
+        page = await engine_for(client).recognize_page(rendered_page(), max_attempts=2)
+        assert (page.source, page.elements, page.attempts) == ("model", [TEXT], 2)
 
 
 # --- outages and waiting for the model --------------------------------------------------------
