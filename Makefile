@@ -82,7 +82,7 @@ bench-stream: setup $(BENCH_INSTALLED) ## stream pipeline: saturation, overhead,
 	$(PY) -m bench.suite
 
 .PHONY: reliability
-reliability: setup ## fault, outage, bad-input and API-abuse matrices on its own broker (about 25 min; not part of `make test`) -> RELIABILITY.md
+reliability: setup ## fault, outage, bad-input and API-abuse matrices on its own broker (about 20 min; not part of `make test`) -> RELIABILITY.md
 	$(PY) -m bench.reliability
 
 .PHONY: bench

@@ -1,13 +1,15 @@
 """`ocrflux submit` and `ocrflux results`: the client SDK from the command line (wiring only).
 
 Both take the bootstrap address from `KAFKA_BOOTSTRAP_SERVERS`, else the local broker's state
-file; with neither, `KafkaSettings()` raises the `BrokerError` that says how to start or name a
-broker, and `ocrflux.cli.main` prints it and exits with 2 (`EXIT_USAGE`).
+file; with neither, `KafkaSettings()` raises the `KafkaNotConfigured` that says how to start or
+name a broker. That, invalid settings and an unreachable Kafka (`KafkaClientError`) are reported
+by `ocrflux.cli.main` (`ocrflux.failures`: exit 2, 2 and 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Mapping
@@ -19,10 +21,11 @@ from pydantic import ValidationError
 
 from connectors.blobstore import BlobStoreError
 from connectors.client import OcrfluxClient
-from connectors.kafka_config import LIBRDKAFKA_LOGGER, KafkaClientError, KafkaSettings
+from connectors.kafka_config import LIBRDKAFKA_LOGGER, KafkaSettings
 from connectors.output_names import output_paths
 from connectors.progress_bar import ProgressBoard
 from ocrflux.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from ocrflux.failures import validation_problems
 from ocrflux.filenames import display_name
 from schemas.options import ConversionOptions
 from schemas.records import ProgressEvent, ResultRecord
@@ -38,18 +41,10 @@ def _client() -> OcrfluxClient:
     """A client configured from the environment (see `connectors.kafka_config`)."""
     # librdkafka logs every refused connection; the command reports the failure once itself.
     LIBRDKAFKA_LOGGER.setLevel(logging.CRITICAL)
-    try:
-        settings = KafkaSettings()
-    except ValidationError as exc:
-        raise _UsageError(f"invalid Kafka settings: {_problems(exc)}") from None
-    return OcrfluxClient(settings)
+    return OcrfluxClient(KafkaSettings())
 
 
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-
-
-def _error(message: str, code: int = EXIT_USAGE) -> int:
+def _error(message: str, code: int) -> int:
     print(f"ocrflux: error: {message}", file=sys.stderr)
     return code
 
@@ -65,7 +60,7 @@ def _options(args: argparse.Namespace) -> ConversionOptions:
     try:
         return ConversionOptions(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
-        raise _UsageError(f"invalid options: {_problems(exc)}") from None
+        raise _UsageError(f"invalid options: {validation_problems(exc)}") from None
 
 
 # --- submit ----------------------------------------------------------------------------------
@@ -108,20 +103,30 @@ def run_submit(args: argparse.Namespace) -> int:
             # Results already on the topic before this submission that are not `completed`
             # are not its answer: the documents are converted again.
             mark = client.results_mark() if args.wait else {}
-            submitted = _submit_files(client, args.files, options)
+            submitted = _submit_files(client, args.files, options, args)
             if not args.wait:
                 return EXIT_FAILED if submitted.unreadable else EXIT_OK
             if not submitted.paths:
+                if args.json:
+                    _print_unanswered(submitted, {}, sys.stdout)
                 return EXIT_FAILED
-            results = _wait(client, submitted, targets, args.timeout, mark)
-    except (_UsageError, KafkaClientError, BlobStoreError) as exc:
-        return _error(str(exc))
-    return _summarize(submitted, results, args, sys.stdout)
+            results = _wait(client, submitted, targets, args.timeout, mark, as_json=args.json)
+    except _UsageError as exc:
+        return _error(str(exc), EXIT_USAGE)
+    except BlobStoreError as exc:  # the claim-check store did not take a large document
+        return _error(str(exc), EXIT_FAILED)
+    if args.json:
+        _print_unanswered(submitted, results, sys.stdout)
+    else:
+        _summarize(submitted, results, args, sys.stdout)
+    return _exit_code(submitted, results, args.allow_partial)
 
 
 def _submit_files(
-    client: OcrfluxClient, files: list[str], options: ConversionOptions
+    client: OcrfluxClient, files: list[str], options: ConversionOptions, args: argparse.Namespace
 ) -> _Submitted:
+    """Send each file, printing `doc_id  file` (with --json an object) for each one sent; with
+    --wait --json only the results are printed."""
     submitted = _Submitted()
     for name in files:
         path = Path(name)
@@ -135,7 +140,10 @@ def _submit_files(
             submitted.unreadable.append(display_name(path))
             continue
         submitted.paths.setdefault(doc_id, []).append(path)
-        print(f"{doc_id}  {display_name(path)}", flush=True)
+        if not args.json:
+            print(f"{doc_id}  {display_name(path)}", flush=True)
+        elif not args.wait:
+            _print_json({"doc_id": doc_id, "file": display_name(path)}, sys.stdout)
     return submitted
 
 
@@ -145,6 +153,8 @@ def _wait(
     targets: Mapping[Path, Path],
     timeout_s: float | None,
     mark: Mapping[int, int],
+    *,
+    as_json: bool,
 ) -> dict[str, _Done]:
     """Progress bars until every document has a result (or `timeout_s`); writes the outputs."""
     board = ProgressBoard(submitted.labels(), sys.stderr)
@@ -156,7 +166,10 @@ def _wait(
                 board.update(record)
                 continue
             board.finish(record)
-            done[record.doc_id] = _write_outputs(record, submitted.paths[record.doc_id], targets)
+            outcome = _write_outputs(record, submitted.paths[record.doc_id], targets)
+            done[record.doc_id] = outcome
+            if as_json:
+                _print_json(_done_json(outcome, submitted.paths[record.doc_id]), sys.stdout)
     finally:
         board.close()
     return done
@@ -181,7 +194,7 @@ def _write_outputs(result: ResultRecord, inputs: list[Path], targets: Mapping[Pa
 
 def _summarize(
     submitted: _Submitted, results: dict[str, _Done], args: argparse.Namespace, out: TextIO
-) -> int:
+) -> None:
     counts = {"completed": 0, "partial": 0, "failed": 0, "missing": 0}
     lines = []
     unwritten = 0
@@ -227,9 +240,48 @@ def _summarize(
     for line in lines:
         print(line, file=out)
     out.flush()
-    if counts["failed"] or counts["missing"] or submitted.unreadable or unwritten:
+
+
+def _exit_code(submitted: _Submitted, results: dict[str, _Done], allow_partial: bool) -> int:
+    statuses = {done.result.status for done in results.values()}
+    unanswered = len(results) < len(submitted.paths)
+    unwritten = any(done.unwritten for done in results.values())
+    if "failed" in statuses or unanswered or submitted.unreadable or unwritten:
         return EXIT_FAILED
-    return EXIT_PARTIAL if counts["partial"] and not args.allow_partial else EXIT_OK
+    return EXIT_PARTIAL if "partial" in statuses and not allow_partial else EXIT_OK
+
+
+# --- --json ----------------------------------------------------------------------------------
+
+
+def _print_json(value: dict[str, object], out: TextIO) -> None:
+    print(json.dumps(value, ensure_ascii=False), file=out, flush=True)
+
+
+def _done_json(done: _Done, inputs: list[Path]) -> dict[str, object]:
+    """One document's result as `submit --wait --json` prints it (the content is in the files)."""
+    result = done.result
+    return {
+        "doc_id": result.doc_id,
+        "status": result.status,
+        "files": [display_name(p) for p in dict.fromkeys(inputs)],
+        "outputs": [display_name(target) for _, target in done.written],
+        "num_pages": result.num_pages,
+        "fallback_pages": result.fallback_pages,
+        "error": result.error.model_dump() if result.error else None,
+        "warnings": [w.model_dump() for w in getattr(result, "warnings", None) or []],
+        "problems": done.unwritten,
+    }
+
+
+def _print_unanswered(submitted: _Submitted, results: dict[str, _Done], out: TextIO) -> None:
+    """With --wait --json: a line for each document without a result, and each unreadable file."""
+    for doc_id, paths in submitted.paths.items():
+        if doc_id not in results:
+            files = [display_name(p) for p in dict.fromkeys(paths)]
+            _print_json({"doc_id": doc_id, "status": "missing", "files": files}, out)
+    for name in submitted.unreadable:
+        _print_json({"doc_id": None, "status": "unreadable", "files": [name]}, out)
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -245,8 +297,8 @@ def run_results(args: argparse.Namespace) -> int:
             ):
                 seen.add(result.doc_id)
                 print(result.model_dump_json() if args.json else result_line(result), flush=True)
-    except (_UsageError, KafkaClientError, BlobStoreError) as exc:
-        return _error(str(exc))
+    except BlobStoreError as exc:
+        return _error(str(exc), EXIT_FAILED)
     missing = [doc_id for doc_id in wanted or () if doc_id not in seen]
     for doc_id in missing:
         print(f"ocrflux: no result for {doc_id}", file=sys.stderr)

@@ -12,6 +12,11 @@
     KAFKA_MESSAGE_MAX_BYTES   the largest record; producers, consumers and topics agree on it
     KAFKA_TOPIC_PARTITIONS    partitions of topics that `ensure_topics` creates
     KAFKA_REPLICATION_FACTOR  replication factor of topics that `ensure_topics` creates
+    KAFKA_DELIVERY_TIMEOUT_S  how long a producer tries to deliver one record
+
+The last four are ours and also answer to `OCRFLUX_KAFKA_...` (which wins); the connection
+names keep the spelling Kafka tools share. `KAFKA_SASL_PASSWORD` can also be a file in
+`OCRFLUX_SECRETS_DIR` (see `ocrflux.settings_base`).
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ from dataclasses import astuple, dataclass
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deploy.common import BrokerError
 from deploy.kafka_broker import DEFAULT_MESSAGE_MAX_BYTES, resolve_bootstrap
+from ocrflux.settings_base import OcrfluxSettings, prefixed
 
 __all__ = [
     "KafkaClientError",
+    "KafkaNotConfigured",
     "KafkaSettings",
     "LibrdkafkaConfig",
     "TopicNames",
@@ -51,17 +58,24 @@ class KafkaClientError(RuntimeError):
     """Kafka refused or did not answer a request of ours (delivery, metadata, topic creation)."""
 
 
-def _bootstrap_from_environment() -> str:
-    return resolve_bootstrap()
+class KafkaNotConfigured(BrokerError):
+    """No Kafka address anywhere: neither `KAFKA_BOOTSTRAP_SERVERS` nor a local broker."""
 
 
-class KafkaSettings(BaseSettings):
+def bootstrap_from_environment() -> str:
+    """`KAFKA_BOOTSTRAP_SERVERS`, else the local broker's address, else `KafkaNotConfigured`
+    saying how to name or start a broker."""
+    try:
+        return resolve_bootstrap()
+    except BrokerError as exc:
+        raise KafkaNotConfigured(str(exc)) from exc
+
+
+class KafkaSettings(OcrfluxSettings):
     """How to reach Kafka and which topics to use (frozen; built once at a process's entry)."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
-
     kafka_bootstrap_servers: str = Field(
-        default_factory=_bootstrap_from_environment,
+        default_factory=bootstrap_from_environment,
         description="Unset: the local broker's state file, else a BrokerError saying what to do",
     )
     kafka_security_protocol: SecurityProtocol | None = None
@@ -70,12 +84,21 @@ class KafkaSettings(BaseSettings):
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_ca_location: str | None = None
     ocrflux_topic_prefix: str = Field(default="ocrflux", min_length=1)
-    kafka_message_max_bytes: int = Field(default=DEFAULT_MESSAGE_MAX_BYTES, ge=1024)
-    kafka_topic_partitions: int = Field(default=4, ge=1)
-    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_message_max_bytes: int = Field(
+        default=DEFAULT_MESSAGE_MAX_BYTES,
+        ge=1024,
+        validation_alias=prefixed("kafka_message_max_bytes"),
+    )
+    kafka_topic_partitions: int = Field(
+        default=4, ge=1, validation_alias=prefixed("kafka_topic_partitions")
+    )
+    kafka_replication_factor: int = Field(
+        default=1, ge=1, validation_alias=prefixed("kafka_replication_factor")
+    )
     kafka_delivery_timeout_s: float = Field(
         default=60.0,
         ge=1.0,
+        validation_alias=prefixed("kafka_delivery_timeout_s"),
         description="How long a producer tries to deliver a record before reporting it failed "
         "(workers then send it again; the input record stays uncommitted meanwhile)",
     )

@@ -1,27 +1,63 @@
 """The `ocrflux` command: wiring only. Each subcommand parses its flags here and calls one function
 of the package that does the work; packages outside the core are imported only by the subcommand
-that needs them, so `ocrflux convert` never loads Kafka or web code.
+that needs them, so `ocrflux convert` never loads Kafka or web code (the connectors' flags are
+added when `connector` is parsed or its help is shown).
+
+Every command configures logging the same way (`ocrflux.logs`) and ends an expected failure with
+one line on stderr and an exit code of `ocrflux.exit_codes` (`ocrflux.failures`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from ocrflux.exit_codes import EXIT_INTERRUPTED
+from ocrflux import logs
+from ocrflux.exit_codes import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    USAGE_MEANING,
+    exit_status_help,
+)
+from ocrflux.failures import run_guarded
+from ocrflux.version import VERSION
 
 Handler = Callable[[argparse.Namespace], int]
 
-_CONVERT_EPILOG = """\
-exit status:
-  0    completed (also partial, with --allow-partial)
-  1    failed, or the output could not be written (nothing is converted when its folder
-       cannot be created)
-  2    usage error, or the input cannot be read
-  3    partial: some pages were not recognized by the model (fallback pages)
-  130  interrupted
-"""
+_HELP = argparse.RawDescriptionHelpFormatter
+
+_TOP_EPILOG = exit_status_help(
+    {
+        EXIT_OK: "success",
+        EXIT_FAILED: "failure: an input that cannot be read, an output that cannot be written, "
+        "a document that failed, Kafka or the local broker not answering",
+        EXIT_USAGE: USAGE_MEANING + ", or no Kafka configured",
+        EXIT_PARTIAL: "partial result: some pages were not recognized by the model (convert, "
+        "submit --wait)",
+        EXIT_INTERRUPTED: "interrupted",
+    },
+    heading="exit status (the same for every command; each command's --help details it)",
+) + (
+    "\nAn expected failure prints one line on stderr saying what is wrong and how to fix it;\n"
+    "--debug (or OCRFLUX_LOG_LEVEL=debug) adds its traceback.\n"
+)
+
+_CONVERT_EPILOG = exit_status_help(
+    {
+        EXIT_OK: "completed (also partial, with --allow-partial)",
+        EXIT_FAILED: "failed (the error code says why), the input cannot be read, or the output "
+        "cannot be written (nothing is converted when its folder cannot be created)",
+        EXIT_USAGE: USAGE_MEANING,
+        EXIT_PARTIAL: "partial: some pages were not recognized by the model (fallback pages)",
+        EXIT_INTERRUPTED: "interrupted",
+    }
+)
 
 _ALLOW_PARTIAL_HELP = "exit 0 on a partial result (some pages from the fallback), not 3"
 
@@ -32,14 +68,74 @@ outputs (with --wait): STEM.md (STEM.txt with --format text) next to each input,
   from two folders), -2, -3, ... follow in command-line order (image.pdf.md, image.pdf-2.md).
   An output never replaces an input; the summary says where each went.
 
-exit status:
-  0    every document sent (with --wait: completed, or partial with --allow-partial)
-  1    a file could not be read; with --wait: a document failed, has no result within
-       --timeout, or its output could not be written (these win over 3)
-  2    usage error, or Kafka cannot be reached
-  3    with --wait: a document is partial (fallback pages)
-  130  interrupted
-"""
+--json: one JSON object per line on stdout instead of the text: without --wait one per file
+  sent ({"doc_id", "file"}); with --wait one per document as its result arrives ({"doc_id",
+  "status", "files", "outputs", "num_pages", "fallback_pages", "error", "warnings",
+  "problems"}), then one for each without a result ("status": "missing") or unreadable
+  ("status": "unreadable").
+
+""" + exit_status_help(
+    {
+        EXIT_OK: "every document sent (with --wait: completed, or partial with --allow-partial)",
+        EXIT_FAILED: "a file could not be read, or Kafka did not take a document; with --wait: "
+        "a document failed, has no result within --timeout, or its output could not be "
+        "written (these win over 3)",
+        EXIT_USAGE: USAGE_MEANING + ", or no Kafka configured",
+        EXIT_PARTIAL: "with --wait: a document is partial (fallback pages)",
+        EXIT_INTERRUPTED: "interrupted",
+    }
+)
+
+_RESULTS_EPILOG = exit_status_help(
+    {
+        EXIT_OK: "the results were printed (every DOC_ID given had one)",
+        EXIT_FAILED: "a DOC_ID given has no result (within --timeout), or Kafka does not answer",
+        EXIT_USAGE: USAGE_MEANING + ", or no Kafka configured",
+        EXIT_INTERRUPTED: "interrupted (how --follow usually ends)",
+    }
+)
+
+_WORKER_EPILOG = exit_status_help(
+    {
+        EXIT_OK: "stopped by SIGTERM or SIGINT after finishing the records in hand",
+        EXIT_FAILED: "Kafka does not answer, or its topics do not fit together",
+        EXIT_USAGE: USAGE_MEANING + ", or no Kafka configured",
+        EXIT_INTERRUPTED: "a second signal stopped it without finishing (the records in hand "
+        "are redone by the partitions' next owner)",
+    }
+)
+
+_BROKER_EPILOG = exit_status_help(
+    {
+        EXIT_OK: "start: the broker runs (started now or before); stop: stopped, or none was "
+        "recorded; status: it runs",
+        EXIT_FAILED: "start: it could not be fetched or started (the message says why); "
+        "status: no local broker runs",
+        EXIT_USAGE: USAGE_MEANING,
+        EXIT_INTERRUPTED: "interrupted",
+    }
+)
+
+_API_EPILOG = exit_status_help(
+    {
+        EXIT_OK: "stopped by SIGTERM or SIGINT",
+        EXIT_FAILED: "it could not start: the port is taken, Kafka (kafka mode) does not answer",
+        EXIT_USAGE: USAGE_MEANING,
+        EXIT_INTERRUPTED: "interrupted",
+    }
+)
+
+_CONNECTOR_EPILOG = (
+    "Run `ocrflux connector s3-source --help` or `... s3-sink --help` for their flags.\n\n"
+    + exit_status_help(
+        {
+            EXIT_OK: "stopped by SIGTERM or SIGINT after finishing the current item",
+            EXIT_FAILED: "a fatal error (each connector's --help says which)",
+            EXIT_USAGE: USAGE_MEANING,
+            EXIT_INTERRUPTED: "a second signal stopped it at once",
+        }
+    )
+)
 
 
 def _broker(args: argparse.Namespace) -> int:
@@ -47,23 +143,45 @@ def _broker(args: argparse.Namespace) -> int:
 
     if args.action == "start":
         state, started = kb.start_default()
-        verb = "started" if started else "already running"
-        print(f"Kafka {state.version} {verb} at {state.bootstrap} (pid {state.pid})")
-        print(f"export KAFKA_BOOTSTRAP_SERVERS={state.bootstrap}")
-        return 0
+        if args.json:
+            _print_json({**_state_json(state), "started": started})
+        else:
+            verb = "started" if started else "already running"
+            print(f"Kafka {state.version} {verb} at {state.bootstrap} (pid {state.pid})")
+            print(f"export KAFKA_BOOTSTRAP_SERVERS={state.bootstrap}")
+        return EXIT_OK
     if args.action == "stop":
         stopped = kb.stop_default()  # the recorded PID only
-        print(f"stopped Kafka pid {stopped.pid}" if stopped else "no local broker recorded")
-        return 0
+        if args.json:
+            _print_json({"stopped": stopped is not None, "pid": stopped.pid if stopped else None})
+        else:
+            print(f"stopped Kafka pid {stopped.pid}" if stopped else "no local broker recorded")
+        return EXIT_OK
     running = kb.running_state()
-    if running is None:
+    if args.json:
+        _print_json(_state_json(running) if running else {"running": False})
+    elif running is None:
         print("no local broker running (start one with `ocrflux broker start`)")
-        return 1
-    print(
-        f"bootstrap: {running.bootstrap}\nkafka version: {running.version}\npid: {running.pid}\n"
-        f"log: {running.log_file}"
-    )
-    return 0
+    else:
+        print(
+            f"bootstrap: {running.bootstrap}\nkafka version: {running.version}\n"
+            f"pid: {running.pid}\nlog: {running.log_file}"
+        )
+    return EXIT_OK if running is not None else EXIT_FAILED
+
+
+def _state_json(state: Any) -> dict[str, Any]:
+    return {
+        "running": True,
+        "bootstrap": state.bootstrap,
+        "version": state.version,
+        "pid": state.pid,
+        "log": str(state.log_file),
+    }
+
+
+def _print_json(value: dict[str, Any]) -> None:
+    print(json.dumps(value, ensure_ascii=False), flush=True)
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -75,26 +193,14 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    import logging
-
     from streams.settings import WorkerSettings
     from streams.worker import parse_roles, run_worker
 
-    levels = {
-        "crit": logging.CRITICAL,
-        "error": logging.ERROR,
-        "warn": logging.WARNING,
-        "info": logging.INFO,
-        "debug": logging.DEBUG,
-    }
-    logging.basicConfig(
-        level=levels[args.loglevel], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
         roles = parse_roles(args.roles)
     except ValueError as exc:
         print(f"ocrflux worker: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     overrides = {"vllm_url": args.vllm_url, "ocrflux_engine": args.engine}
     settings = WorkerSettings(**{k: v for k, v in overrides.items() if v is not None})
     return run_worker(settings, roles)
@@ -112,6 +218,32 @@ def _results(args: argparse.Namespace) -> int:
     return run_results(args)
 
 
+def _api(args: argparse.Namespace) -> int:
+    from ocrflux.document_api_server_remote import run
+
+    return run(
+        {
+            "api_host": args.host,
+            "api_port": args.port,
+            "ocrflux_mode": args.mode,
+            "vllm_url": args.vllm_url,
+            "ocrflux_engine": args.engine,
+        }
+    )
+
+
+def _connector(args: argparse.Namespace) -> int:
+    from connectors.s3.cli import run
+
+    return run(args)
+
+
+def _add_connectors(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    from connectors.s3.cli import add_commands
+
+    add_commands(parser, parents=[common])
+
+
 def _page_range(text: str) -> tuple[int, int]:
     first, _, last = text.partition("-")
     try:
@@ -120,16 +252,55 @@ def _page_range(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected FIRST-LAST, e.g. 2-5, not {text!r}") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """A parser that can fill itself in (`fill`) the first time it parses or shows its help,
+    so that building `ocrflux`'s parser does not import what only one command needs."""
+
+    def __init__(
+        self, *args: Any, fill: Callable[[argparse.ArgumentParser], None] | None = None, **kw: Any
+    ) -> None:
+        super().__init__(*args, **kw)
+        self._fill = fill
+
+    def _filled(self) -> None:
+        fill, self._fill = self._fill, None
+        if fill is not None:
+            fill(self)
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        self._filled()
+        return super().parse_known_args(*args, **kwargs)
+
+    def format_help(self) -> str:
+        self._filled()
+        return super().format_help()
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
-    parser = argparse.ArgumentParser(prog="ocrflux", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = argparse.ArgumentParser(
+        prog="ocrflux",
+        description="OCRFlux Stream: PDFs and scans to Markdown with OCRFlux-3B, in-process or "
+        "as a Kafka stream processor.",
+        epilog=_TOP_EPILOG,
+        formatter_class=_HELP,
+    )
+    parser.add_argument("--version", action="version", version=f"ocrflux {VERSION}")
+    logs.add_flags(parser, top_level=True)
+    common = _Parser(add_help=False)
+    logs.add_flags(common)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
     handlers: dict[str, Handler] = {}
 
-    convert = commands.add_parser(
-        "convert",
-        help="convert one document in-process (no Kafka)",
-        epilog=_CONVERT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    def command(name: str, handler: Handler, epilog: str, **kwargs: Any) -> argparse.ArgumentParser:
+        handlers[name] = handler
+        return commands.add_parser(
+            name, parents=[common], epilog=epilog, formatter_class=_HELP, **kwargs
+        )
+
+    convert = command(
+        "convert", _convert, _CONVERT_EPILOG, help="convert one document in-process (no Kafka)"
     )
     convert.add_argument("file", help="PDF or image (png, jpeg, bmp, tiff, webp)")
     convert.add_argument(
@@ -161,9 +332,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         help="write the full result object (JSON) instead of the content",
     )
     convert.add_argument("--allow-partial", action="store_true", help=_ALLOW_PARTIAL_HELP)
-    handlers["convert"] = _convert
 
-    worker = commands.add_parser("worker", help="run the stream processor's agents")
+    worker = command("worker", _worker, _WORKER_EPILOG, help="run the stream processor's agents")
     worker.add_argument(
         "--roles",
         default="split,recognize,assemble",
@@ -175,20 +345,27 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         help="default recognition engine (else OCRFLUX_ENGINE, default auto)",
     )
     worker.add_argument("--vllm-url", help="vLLM base URL(s), comma-separated (else VLLM_URL)")
+    # Deprecated spelling of --log-level (crit, error, warn, info, debug), kept for scripts.
     worker.add_argument(
-        "--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"]
+        "--loglevel",
+        dest="log_level",
+        type=logs.old_level,
+        choices=logs.LEVELS,
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
     )
-    handlers["worker"] = _worker
 
-    broker = commands.add_parser("broker", help="run a local single-node Apache Kafka broker")
+    broker = command(
+        "broker", _broker, _BROKER_EPILOG, help="run a local single-node Apache Kafka broker"
+    )
     broker.add_argument("action", choices=["start", "stop", "status"])
-    handlers["broker"] = _broker
+    broker.add_argument("--json", action="store_true", help="print one JSON object")
 
-    submit = commands.add_parser(
+    submit = command(
         "submit",
+        _submit,
+        _SUBMIT_EPILOG,
         help="send documents to the stream processor (Kafka) and print their doc_ids",
-        epilog=_SUBMIT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     submit.add_argument("files", nargs="+", metavar="FILE", help="PDFs or images")
     submit.add_argument(
@@ -214,9 +391,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         "--timeout", type=float, metavar="SECONDS", help="with --wait: stop waiting after this"
     )
     submit.add_argument("--allow-partial", action="store_true", help=_ALLOW_PARTIAL_HELP)
-    handlers["submit"] = _submit
+    submit.add_argument(
+        "--json", action="store_true", help="JSON lines on stdout instead of text (see below)"
+    )
 
-    results = commands.add_parser("results", help="print document results from Kafka")
+    results = command(
+        "results", _results, _RESULTS_EPILOG, help="print document results from Kafka"
+    )
     results.add_argument("doc_ids", nargs="*", metavar="DOC_ID", help="only these documents")
     results.add_argument("--follow", action="store_true", help="keep printing new results")
     results.add_argument(
@@ -224,10 +405,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     )
     results.add_argument("--json", action="store_true", help="one full result (JSON) per line")
     results.add_argument("--timeout", type=float, metavar="SECONDS", help="stop reading after this")
-    handlers["results"] = _results
 
-    api = commands.add_parser(
-        "api", help="run the HTTP API (the deployment guide's server; direct or kafka mode)"
+    api = command(
+        "api",
+        _api,
+        _API_EPILOG,
+        help="run the HTTP API (the deployment guide's server; direct or kafka mode)",
     )
     api.add_argument("--host", help="listen address (else API_HOST, default 0.0.0.0)")
     api.add_argument("--port", type=int, help="listen port (else API_PORT, default 8001)")
@@ -235,55 +418,27 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     api.add_argument("--vllm-url", help="vLLM base URL(s) (else VLLM_URL, http://localhost)")
     api.add_argument("--engine", choices=["vllm", "local", "auto"], help="else OCRFLUX_ENGINE")
 
-    def _api(args: argparse.Namespace) -> int:
-        from ocrflux.document_api_server_remote import run
-
-        return run(
-            {
-                "api_host": args.host,
-                "api_port": args.port,
-                "ocrflux_mode": args.mode,
-                "vllm_url": args.vllm_url,
-                "ocrflux_engine": args.engine,
-            }
-        )
-
-    handlers["api"] = _api
-
-    connector = commands.add_parser(
+    command(
         "connector",
+        _connector,
+        _CONNECTOR_EPILOG,
         help="object-storage connectors: s3-source, s3-sink (long-running)",
-        description="Run `ocrflux connector s3-source --help` or `... s3-sink --help`.",
+        description="Object-storage connectors (long-running).",
+        fill=lambda connector: _add_connectors(connector, common),
     )
-    connector.add_argument(
-        "args", nargs=argparse.REMAINDER, metavar="{s3-source,s3-sink} ...", help="and its flags"
-    )
-
-    def _connector(args: argparse.Namespace) -> int:
-        from connectors.s3.cli import main as connector_main
-
-        return connector_main(args.args)
-
-    handlers["connector"] = _connector
-
     return parser, handlers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser, handlers = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return handlers[args.command](args)
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except Exception as exc:  # the one place a user-facing message replaces a traceback
-        from deploy.kafka_broker import BrokerError
-        from ocrflux.errors import OcrfluxError
+    prog = " ".join(["ocrflux", args.command, *([args.connector] if "connector" in args else [])])
 
-        if isinstance(exc, BrokerError | OcrfluxError):
-            print(f"ocrflux: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    def run() -> int:
+        logs.configure(logs.flag_level(args))
+        return handlers[args.command](args)
+
+    return run_guarded(prog, run, debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
-"""`ocrflux convert FILE`: the direct driver from the command line (wiring only)."""
+"""`ocrflux convert FILE`: the direct driver from the command line (wiring only). Logging is
+configured and unexpected failures reported by `ocrflux.cli.main`."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from ocrflux.convert import convert_document
 from ocrflux.engines import open_engine
 from ocrflux.exit_codes import EXIT_FAILED, EXIT_USAGE, exit_for_status
+from ocrflux.failures import validation_problems
 from ocrflux.filenames import display_name, text_name
 from ocrflux.settings import CoreSettings
 from schemas.options import ConversionOptions
@@ -42,17 +45,28 @@ class _Progress:
 
 
 async def run_convert(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
     settings = _settings(args)
     path = Path(args.file)
     name = display_name(path.name)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        print(f"ocrflux: error: cannot read {display_name(path)}: {exc.strerror}", file=sys.stderr)
+        options = ConversionOptions(
+            output_format=args.format,
+            max_page_retries=settings.max_page_retries,
+            skip_cross_page_merge=settings.skip_cross_page_merge,
+            page_range=args.pages,
+            engine=args.engine,
+        )
+    except ValidationError as exc:  # from the flags
+        print(f"ocrflux: error: invalid options: {validation_problems(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        data = path.read_bytes()
+    except OSError as exc:  # an input that cannot be read is a failure, like a failed document
+        print(
+            f"ocrflux: error: cannot read {display_name(path)}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     output = Path(args.output) if args.output else None
     if output is not None:
         problem = _output_problem(output)
@@ -61,13 +75,6 @@ async def run_convert(args: argparse.Namespace) -> int:
                 f"ocrflux: error: cannot write {display_name(output)}: {problem}", file=sys.stderr
             )
             return EXIT_FAILED
-    options = ConversionOptions(
-        output_format=args.format,
-        max_page_retries=settings.max_page_retries,
-        skip_cross_page_merge=settings.skip_cross_page_merge,
-        page_range=args.pages,
-        engine=args.engine,
-    )
     async with open_engine(settings, args.engine) as engine:
         result = await convert_document(
             data,

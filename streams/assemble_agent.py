@@ -97,15 +97,16 @@ class AssembleHandler:
         """A record that made the handler raise (a bug): its document ends `failed`, and the
         record goes to the dlq."""
         names = self.outbox.names
+        doc_id = _doc_id_of(message)
         _log.error(
             "page-results record %s[%d]@%d raised; its document fails",
             message.topic,
             message.partition,
             message.offset,
             exc_info=exc,
+            extra={"doc_id": doc_id},
         )
         self.metrics.errors.labels("assemble", "internal").inc()
-        doc_id = _doc_id_of(message)
         await self.outbox.dlq(
             topic=names.page_results,
             key=message.key,
@@ -144,6 +145,7 @@ class AssembleHandler:
                 names.results,
                 resend.partition,
                 resend.offset,
+                extra={"doc_id": resend.doc_id},
             )
             return False
         info = resend.info
@@ -151,7 +153,11 @@ class AssembleHandler:
         done = await self.outbox.deliver(names.results, resend.doc_id, record)
         self.assembler.mark_resent(step, (done.partition, done.offset))
         await self.table.sync()
-        _log.info("answered a new submission of %s with its result", resend.doc_id)
+        _log.info(
+            "answered a new submission of %s with its result",
+            resend.doc_id,
+            extra={"doc_id": resend.doc_id},
+        )
         total = info.pages_total
         event = ProgressEvent(
             doc_id=resend.doc_id, stage=record.status, pages_done=total, pages_total=total
@@ -170,6 +176,14 @@ class AssembleHandler:
             )
         delivered = await self.outbox.deliver(names.results, result.doc_id, result)
         self.metrics.document_done(result)
+        _log.info(
+            "assembled %s: %s, %d page(s)%s",
+            result.doc_id,
+            result.status,
+            result.num_pages,
+            f", error {result.error.code}" if result.error else "",
+            extra={"doc_id": result.doc_id},
+        )
         return delivered
 
     def launch(self, jobs: list[Job]) -> int:
@@ -217,7 +231,9 @@ class AssembleHandler:
         except asyncio.CancelledError:
             raise
         except Exception:  # the sweeper retries; a job must not take the worker down
-            _log.exception("merge job %s failed; it will be relaunched", job.key)
+            _log.exception(
+                "merge job %s failed; it will be relaunched", job.key, extra={"doc_id": job.doc_id}
+            )
             self.metrics.errors.labels("assemble", "merge_job").inc()
             return False
         return True

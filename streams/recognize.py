@@ -64,6 +64,14 @@ async def recognize_record(
         return
     engine = await engines.get(task.info.options.engine)
     done = await gate.run(engine, partial(recognize, task, engine, settings.ocrflux_worker_id))
+    _log.debug(
+        "page %s/%s recognized: %s after %d attempt(s)",
+        task.doc_id,
+        task.page,
+        done.result.source,
+        done.result.attempts,
+        extra={"doc_id": task.doc_id, "page": task.page},
+    )
     metrics.page_done(done)
     await outbox.send(names.page_results, task.doc_id, done)
 
@@ -80,7 +88,13 @@ async def answer_crash(
     answered with a failed page, and the task goes to the dlq."""
     names = outbox.names
     task = _page_task(value)  # it decoded before the handler raised
-    _log.error("page %s/%s failed unexpectedly", task.doc_id, task.page, exc_info=exc)
+    _log.error(
+        "page %s/%s failed unexpectedly",
+        task.doc_id,
+        task.page,
+        exc_info=exc,
+        extra={"doc_id": task.doc_id, "page": task.page},
+    )
     code = exc.code if isinstance(exc, OcrfluxError) else "internal"
     await outbox.dlq(
         topic=names.pages,

@@ -6,7 +6,6 @@ import os
 import socket
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from connectors.blobstore import BlobSettings
 from connectors.kafka_config import KafkaSettings
@@ -20,8 +19,6 @@ def _worker_id() -> str:
 
 
 class WorkerSettings(KafkaSettings, BlobSettings, CoreSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
-
     ocrflux_worker_id: str = Field(default_factory=_worker_id)
     # A GPU slot that frees up should find the next request waiting: keep the pages in hand
     # above the vLLM batch size (start_vllm_a100.sh: MAX_NUM_SEQS 256) divided by the workers.

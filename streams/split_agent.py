@@ -71,7 +71,11 @@ class SplitHandler:
             return
         doc_id = request_doc_id(request)
         _log.info(
-            "splitting %s (%s) from %s", doc_id, request.filename or request.content_ref, where
+            "splitting %s (%s) from %s",
+            doc_id,
+            request.filename or request.content_ref,
+            where,
+            extra={"doc_id": doc_id},
         )
         pending: list[asyncio.Future[Any]] = []
         sent = 0
@@ -104,14 +108,21 @@ class SplitHandler:
             await self._fail(doc_id, key, value, exc, request.options, exc, request)
             return
         self.metrics.documents_split.inc()
-        _log.info("split %s: %d page records handed to Kafka", doc_id, sent)
+        _log.info(
+            "split %s: %d page records handed to Kafka", doc_id, sent, extra={"doc_id": doc_id}
+        )
 
     async def answer_crash(self, key: bytes | None, value: bytes, exc: Exception) -> None:
         """A request whose split raised (a bug): a failed result and a dlq record, as for bad
         input, so the caller hears of it and the record is kept."""
-        _log.error("splitting the request keyed %r raised", _key_text(key), exc_info=exc)
         request = _request_or_none(value)
         doc_id = request_doc_id(request) if request is not None else _key_text(key)
+        _log.error(
+            "splitting the request keyed %r raised",
+            _key_text(key),
+            exc_info=exc,
+            extra={"doc_id": doc_id},
+        )
         options = request.options if request is not None else ConversionOptions()
         error = OcrfluxError(f"splitting failed: {exc!r}"[:500])
         await self._fail(doc_id, key, value, error, options, exc, request)
@@ -130,7 +141,13 @@ class SplitHandler:
         request: DocumentRequest | None = None,
     ) -> None:
         names = self.outbox.names
-        _log.warning("document %s rejected: %s: %s", doc_id, error.code, error.message)
+        _log.warning(
+            "document %s rejected: %s: %s",
+            doc_id,
+            error.code,
+            error.message,
+            extra={"doc_id": doc_id},
+        )
         self.metrics.errors.labels("split", error.code).inc()
         await self.outbox.dlq(
             topic=names.documents,

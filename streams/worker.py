@@ -1,14 +1,20 @@
-"""`ocrflux worker`: one process running some or all of the stream processor's roles."""
+"""`ocrflux worker`: one process running some or all of the stream processor's roles.
+
+SIGTERM or SIGINT stops it after the records in hand (exit status 0); a second signal stops it
+at once (130), as a crash would: the records in hand are not committed, so the partitions' next
+owner redoes them."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from connectors.blobstore import BlobFetcher, BlobStore, open_blob_store
 from connectors.kafka_config import KafkaClientError, ensure_topics, partition_counts
+from ocrflux.exit_codes import EXIT_INTERRUPTED, EXIT_OK
 from streams.app import Pipeline, build_pipeline
 from streams.engine_pool import EnginePool
 from streams.metrics import WorkerMetrics
@@ -103,7 +109,7 @@ async def serve(settings: WorkerSettings, roles: Sequence[str]) -> None:
         )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, pipeline.stop)
+            loop.add_signal_handler(signum, _on_signal(pipeline), signum)
         announce = asyncio.create_task(_announce_when_ready(pipeline, settings, roles))
         try:
             await pipeline.run()
@@ -116,7 +122,24 @@ async def serve(settings: WorkerSettings, roles: Sequence[str]) -> None:
         await blobs.aclose()
 
 
+def _on_signal(pipeline: Pipeline) -> Callable[[int], None]:
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        name = signal.Signals(signum).name
+        if signals > 1:
+            _log.warning("second %s: stopping now", name)
+            logging.shutdown()  # flush the log; nothing else may wait (the drain is what is cut)
+            os._exit(EXIT_INTERRUPTED)
+        _log.info("%s: finishing the records in hand, then stopping", name)
+        pipeline.stop()
+
+    return on_signal
+
+
 def run_worker(settings: WorkerSettings, roles: Sequence[str]) -> int:
     limit_repeats()  # a broker outage must not bury the log in connection errors
     asyncio.run(serve(settings, roles))
-    return 0
+    return EXIT_OK

@@ -7,7 +7,11 @@ and closed in `cleanup_ctx`, and handlers find them under the typed keys of `con
 Authentication: with `API_KEYS` set, every route needs one of the keys (`X-API-Key: KEY` or
 `Authorization: Bearer KEY`) except `/health` and `/ready` (probes), and `/docs`,
 `/openapi.json` unless `OCRFLUX_DOCS_PUBLIC=false` (the API's shape is not a secret, and the
-docs page's "Authorize" button sends the key for the calls it makes).
+docs page's "Authorize" button sends the key for the calls it makes). For scrapers, `/metrics`
+can also be served without a key on a port of its own (`OCRFLUX_METRICS_PORT`, bound to
+`OCRFLUX_METRICS_HOST`, loopback by default).
+
+Every request gets an id (`request_ids`), answered in `X-Request-Id` and logged with its line.
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ from connectors.api.keys import HTTP, METRICS, MODE, OPENAPI, SERVICE, SETTINGS,
 from connectors.api.metrics import ApiMetrics, metrics_middleware
 from connectors.api.models import ReadyResponse
 from connectors.api.openapi import DOCS_HTML, build_openapi, swagger_ui_dir
+from connectors.api.request_ids import echo_request_id, request_ids
 from connectors.api.service import JobService
 from connectors.api.settings import ApiSettings
 from connectors.api.spool import SpoolFolder
 from ocrflux.engines.factory import vllm_client
 from ocrflux.errors import OcrfluxError
+from ocrflux.version import VERSION
 
 __all__ = ["create_app"]
 
@@ -46,19 +52,20 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Routes a load balancer or orchestrator probes without credentials.
 PROBE_PATHS = frozenset({"/health", "/ready"})
 DOCS_PATHS = ("/docs", "/openapi.json")
-VERSION = "0.1.0"
 
 
 def create_app(settings: ApiSettings) -> web.Application:
     metrics = ApiMetrics()
     app = web.Application(
-        middlewares=[metrics_middleware(metrics), _errors, _auth(settings)],
+        middlewares=[request_ids, metrics_middleware(metrics), _errors, _auth(settings)],
         client_max_size=1024 * 1024,  # JSON bodies; uploads are streamed and limited apart
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[OPENAPI] = build_openapi(version=VERSION, auth=bool(settings.keys))
+    app.on_response_prepare.append(echo_request_id)
     app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(_metrics_port)
     routes(app)
     return app
 
@@ -141,6 +148,28 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         spools.remove()
 
 
+async def _metrics_port(app: web.Application) -> AsyncIterator[None]:
+    """With `OCRFLUX_METRICS_PORT`: `/metrics` alone on a port of its own, without the API key
+    (the main port's `/metrics` keeps needing one)."""
+    settings = app[SETTINGS]
+    if settings.ocrflux_metrics_port is None:
+        yield
+        return
+    scrape = web.Application()
+    scrape[METRICS] = app[METRICS]
+    scrape.router.add_get("/metrics", prometheus)
+    runner = web.AppRunner(scrape, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.ocrflux_metrics_host, settings.ocrflux_metrics_port)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        _log.info("metrics on http://%s:%d/metrics", host, port)
+        yield
+    finally:
+        await runner.cleanup()
+
+
 # --- middlewares --------------------------------------------------------------------------------
 
 
@@ -206,9 +235,8 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def prometheus(request: web.Request) -> web.Response:
-    return web.Response(
-        body=request.app[METRICS].render(), content_type="text/plain", charset="utf-8"
-    )
+    body, content_type = request.app[METRICS].exposition(request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def openapi_json(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from multiprocessing.queues import SimpleQueue
 from pathlib import Path
 
+from ocrflux import logs
 from ocrflux.convert import convert_document
 from ocrflux.engines import Engine
 from ocrflux.settings import CoreSettings
@@ -106,6 +107,7 @@ def start(settings: CoreSettings, progress: SimpleQueue[Progress | None]) -> Non
     # Ctrl-C reaches the whole process group: the API process stops us, we do not stop alone.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(NICENESS)
+    logs.configure()  # as the API process (which exported its choice to the environment)
     _worker = _Worker(settings, progress)
 
 

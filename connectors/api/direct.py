@@ -108,7 +108,7 @@ class DirectMode:
         except OcrfluxError as exc:
             self._store.fail(job, ErrorInfo(code=exc.code, message=exc.message))
         except Exception as exc:  # a bug must fail the job, not leave it running forever
-            _log.exception("conversion of job %s crashed", job.job_id)
+            _log.exception("conversion of job %s crashed", job.job_id, extra={"job_id": job.job_id})
             self._store.fail(job, ErrorInfo(code="internal", message=repr(exc)))
         finally:
             submission.spool.release()

@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from connectors.api.jobs import JobStore
@@ -75,8 +76,12 @@ class ApiMetrics:
     def watch_jobs(self, store: JobStore) -> None:
         self.registry.register(_JobsCollector(store))
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The metrics and their content type in the format the scraper's `Accept` header asks
+        for, as prometheus_client's own endpoint (the workers' and the connector's) answers: the
+        text format `text/plain; version=0.0.4; charset=utf-8` unless OpenMetrics is asked."""
+        encode, content_type = choose_encoder(accept or "")
+        return encode(self.registry), content_type
 
 
 def metrics_middleware(metrics: ApiMetrics) -> Middleware:

@@ -127,6 +127,13 @@ class JobService:
             self._new_job(job_id, submission, local_callback=not mode.relays_callbacks)
         )
         await mode.start(job, submission)
+        _log.info(
+            "job %s started (%s mode, %s engine)",
+            job_id,
+            mode.name,
+            engine,
+            extra={"job_id": job_id, "doc_id": job_id},
+        )
         return job
 
     async def find(self, job_id: str) -> Job | None:
@@ -163,6 +170,14 @@ class JobService:
             job.callback_urls.append(url)
 
     def _finished(self, job: Job) -> None:
+        status = job.result.status if job.result is not None else job.state
+        _log.info(
+            "job %s %s%s",
+            job.job_id,
+            status,
+            f": {job.error.code}" if job.error else "",
+            extra={"job_id": job.job_id, "doc_id": job.job_id},
+        )
         self.metrics.jobs_finished.labels(state=job.state).inc()
         self.callbacks.job_finished(job)
         mode = self.mode

@@ -8,6 +8,8 @@ uses vLLM while it answers `/health` and the CPU `local` engine otherwise, and `
 which (`engine`). `OCRFLUX_ENGINE=vllm` never falls back: conversions get 503 while vLLM is down.
 
 Kafka settings are only read in `OCRFLUX_MODE=kafka`: a direct-mode server needs no broker.
+`API_KEYS` and `REDIS_URL` also answer to `OCRFLUX_API_KEYS` / `OCRFLUX_REDIS_URL`, and like
+every secret can be files in `OCRFLUX_SECRETS_DIR` (`ocrflux.settings_base`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from connectors.blobstore import BlobSettings
-from connectors.kafka_config import KafkaSettings
-from deploy.kafka_broker import resolve_bootstrap
+from connectors.kafka_config import KafkaSettings, bootstrap_from_environment
 from ocrflux.settings import CoreSettings
+from ocrflux.settings_base import prefixed
 
 __all__ = ["ApiSettings"]
 
@@ -29,8 +30,6 @@ GUIDE_VLLM_URL = "http://localhost"
 
 
 class ApiSettings(KafkaSettings, BlobSettings, CoreSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
-
     # --- the guide's ----------------------------------------------------------------------
     vllm_url: str | None = Field(
         default=GUIDE_VLLM_URL, description="vLLM base URL(s), comma-separated (the guide's)"
@@ -44,10 +43,22 @@ class ApiSettings(KafkaSettings, BlobSettings, CoreSettings):
         default="", description="Read in kafka mode only (else the local broker's state file)"
     )
     api_keys: SecretStr | None = Field(
-        default=None, description="Comma-separated API keys; unset: no authentication"
+        default=None,
+        description="Comma-separated API keys; unset: no authentication",
+        validation_alias=prefixed("api_keys"),
     )
     ocrflux_docs_public: bool = Field(
         default=True, description="Serve /docs and /openapi.json without a key"
+    )
+    ocrflux_metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Also serve /metrics on this port, without a key, for scrapers (0: any "
+        "free port); /metrics on API_PORT keeps needing a key when API_KEYS is set",
+    )
+    ocrflux_metrics_host: str = Field(
+        default="127.0.0.1", description="Address of the OCRFLUX_METRICS_PORT listener"
     )
     ocrflux_max_conversions: int = Field(
         default=4, ge=1, description="Direct mode: documents converted at once"
@@ -101,7 +112,9 @@ class ApiSettings(KafkaSettings, BlobSettings, CoreSettings):
     ocrflux_callback_concurrency: int = Field(
         default=64, ge=1, description="Kafka mode: callbacks one instance delivers at once"
     )
-    redis_url: SecretStr | None = Field(default=None, description="Result cache; unset: LRU")
+    redis_url: SecretStr | None = Field(
+        default=None, description="Result cache; unset: LRU", validation_alias=prefixed("redis_url")
+    )
     ocrflux_cache_entries: int = Field(default=256, ge=0, description="In-process LRU size")
     ocrflux_cache_ttl_s: int = Field(default=7 * 86400, ge=1, description="Redis entries' TTL")
 
@@ -110,7 +123,7 @@ class ApiSettings(KafkaSettings, BlobSettings, CoreSettings):
     def _bootstrap_in_kafka_mode(cls, data: Any) -> Any:
         kafka = isinstance(data, dict) and data.get("ocrflux_mode") == "kafka"
         if kafka and not data.get("kafka_bootstrap_servers"):
-            data = {**data, "kafka_bootstrap_servers": resolve_bootstrap()}
+            data = {**data, "kafka_bootstrap_servers": bootstrap_from_environment()}
         return data
 
     @property

@@ -10,7 +10,6 @@ from typing import Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.blobstore.base import BlobReader, BlobStore, unsupported_scheme
 from connectors.blobstore.file import FileBlobStore, path_from_file_url
@@ -19,6 +18,7 @@ from connectors.blobstore.s3 import S3BlobStore
 from connectors.blobstore.url_policy import IpNetwork, UrlPolicy, parse_networks
 from deploy.kafka_broker import cache_home
 from ocrflux.errors import FetchFailed
+from ocrflux.settings_base import OcrfluxSettings
 
 
 def default_blob_dir() -> Path:
@@ -26,7 +26,7 @@ def default_blob_dir() -> Path:
     return cache_home() / "blobs"
 
 
-class BlobSettings(BaseSettings):
+class BlobSettings(OcrfluxSettings):
     """Where claim-checked blobs go and how references are read (frozen).
 
         OCRFLUX_BLOB_URL       where `put` writes: file:///folder or s3://bucket/prefix;
@@ -41,8 +41,6 @@ class BlobSettings(BaseSettings):
     S3 endpoint, region and credentials follow botocore's usual chain (`AWS_ENDPOINT_URL`,
     `AWS_DEFAULT_REGION`, `AWS_ACCESS_KEY_ID`, ...), see `connectors.blobstore.s3`.
     """
-
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
 
     ocrflux_blob_url: str | None = None
     ocrflux_blob_dir: Path = Field(default_factory=default_blob_dir)

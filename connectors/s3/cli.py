@@ -1,8 +1,10 @@
-"""`ocrflux connector s3-source|s3-sink`: flags into one settings object, logging, metrics,
-signals, and the run loop (wiring only).
+"""`ocrflux connector s3-source|s3-sink`: flags into one settings object, metrics, signals, and
+the run loop (wiring only). `add_commands` adds both to a parser (`ocrflux connector`'s, or the
+stand-alone one of `build_parser`); `run` runs the one parsed.
 
-Exit status: 0 after SIGTERM / SIGINT (the current item is finished and flushed first; a second
-signal stops at once), 1 after a fatal error, 2 for invalid flags or settings.
+Exit status (`ocrflux.exit_codes`): 0 after SIGTERM / SIGINT (the current item is finished and
+flushed first), 1 after a fatal error, 2 for invalid flags or settings, 130 when a second signal
+stops it at once.
 """
 
 from __future__ import annotations
@@ -15,15 +17,28 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pydantic import ValidationError
-
 from connectors.s3.settings import DEFAULT_SUFFIXES, S3SinkSettings, S3SourceSettings
+from ocrflux import logs
+from ocrflux.exit_codes import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    USAGE_MEANING,
+    exit_status_help,
+)
+from ocrflux.failures import run_guarded
 
 log = logging.getLogger("connectors.s3")
 
-EXIT_OK, EXIT_FATAL, EXIT_USAGE = 0, 1, 2
-#: Exit status when a second signal cuts the graceful stop short.
-EXIT_INTERRUPTED = 130
+_EPILOG = exit_status_help(
+    {
+        EXIT_OK: "stopped by SIGTERM or SIGINT after finishing and flushing the current item",
+        EXIT_FAILED: "a fatal error (another instance took over, Kafka refused the transaction)",
+        EXIT_USAGE: USAGE_MEANING + " (no bucket, --discovery sqs without --queue-url, ...)",
+        EXIT_INTERRUPTED: "a second signal stopped it at once",
+    }
+)
 
 
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -48,19 +63,32 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     common.add_argument(
         "--retry-max", type=float, metavar="SECONDS", help="longest backoff delay (60)"
     )
-    common.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The stand-alone parser (`main`): `ocrflux connector`'s flags and commands."""
     parser = argparse.ArgumentParser(
         prog="ocrflux connector", description="Object-storage connectors (long-running)."
     )
-    commands = parser.add_subparsers(dest="connector", required=True, metavar="CONNECTOR")
+    common = argparse.ArgumentParser(add_help=False)
+    logs.add_flags(common)
+    add_commands(parser, parents=[common])
+    return parser
 
+
+def add_commands(
+    parser: argparse.ArgumentParser, parents: Sequence[argparse.ArgumentParser] = ()
+) -> None:
+    """`s3-source` and `s3-sink` as subcommands of `parser`, each with the `parents`' flags."""
+    commands = parser.add_subparsers(dest="connector", required=True, metavar="CONNECTOR")
+    shared: dict[str, Any] = {
+        "parents": list(parents),
+        "epilog": _EPILOG,
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }
     source = commands.add_parser(
         "s3-source",
+        **shared,
         help="submit new and changed objects of a bucket as claim-check documents",
         description="Submit each new or changed object under s3://BUCKET/PREFIX once per "
         "(key, ETag) to the documents topic; the bytes stay in the bucket.",
@@ -108,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sink = commands.add_parser(
         "s3-sink",
+        **shared,
         help="write results to a bucket as <out-prefix>/<key>.md (or .txt) and <key>.json",
         description="Write each result of the results topic to a bucket, next to the key of "
         "the object it came from (idempotent).",
@@ -120,7 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--source-bucket", help="only results of objects from this bucket (default: all)"
     )
     _connection_flags(sink)
-    return parser
 
 
 _SHARED = {
@@ -172,36 +200,34 @@ def settings_from_args(args: argparse.Namespace) -> S3SourceSettings | S3SinkSet
     return S3SinkSettings(**_overrides(args, {**_SHARED, **_SINK}))
 
 
-def _problems(exc: ValidationError) -> str:
-    def field(loc: tuple[Any, ...]) -> str:
-        name = ".".join(map(str, loc))
-        return name.upper() if name else "settings"
-
-    return "; ".join(f"{field(e['loc'])}: {e['msg']}" for e in exc.errors())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    """`ocrflux connector ...` on its own: parse, configure logging, `run`."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+
+    def start() -> int:
+        logs.configure(logs.flag_level(args))
+        return run(args)
+
+    return run_guarded(
+        f"ocrflux connector {args.connector}", start, debug=getattr(args, "debug", False)
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the connector `args` name until a signal; its exit code. Logging is configured and
+    failures are reported by the caller (`ocrflux.cli.main` or `main`)."""
     # librdkafka repeats every refused connection; the run loop reports failures itself.
     logging.getLogger("connectors.librdkafka").setLevel(logging.CRITICAL)
     # botocore tells at INFO where it found credentials and endpoints, once per client.
     for name in ("botocore", "aiobotocore"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.root.level))
-    prog = f"ocrflux connector {args.connector}"
-    try:
-        settings = settings_from_args(args)
-    except ValidationError as exc:
-        print(f"{prog}: error: invalid settings: {_problems(exc)}", file=sys.stderr)
-        return EXIT_USAGE
+    settings = settings_from_args(args)  # a ValidationError is a usage error (exit 2)
     if (
         isinstance(settings, S3SourceSettings)
         and settings.ocrflux_s3_discovery == "sqs"
         and not settings.ocrflux_s3_queue_url
     ):
+        prog = f"ocrflux connector {args.connector}"
         print(f"{prog}: error: --discovery sqs needs --queue-url", file=sys.stderr)
         return EXIT_USAGE
     return asyncio.run(_run(settings))

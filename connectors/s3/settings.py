@@ -19,7 +19,8 @@ OCRFLUX_S3_VISIBILITY_TIMEOUT_S, OCRFLUX_S3_INITIAL_SCAN, OCRFLUX_S3_INSTANCE_ID
 
 Sink: OCRFLUX_S3_OUT_PREFIX, OCRFLUX_S3_FORMAT (markdown|text), OCRFLUX_S3_GROUP_ID,
 OCRFLUX_S3_SOURCE_BUCKET. Kafka comes from `KafkaSettings` (KAFKA_BOOTSTRAP_SERVERS, ...), the
-blob store that oversized results live in from `BlobSettings`.
+blob store that oversized results live in from `BlobSettings`. Credentials can also be files in
+`OCRFLUX_SECRETS_DIR` (`ocrflux.settings_base`).
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
 
 from connectors.blobstore import BlobSettings
 from connectors.kafka_config import KafkaSettings
+from ocrflux.settings_base import OcrfluxSettings
 from ocrflux.sniff import ACCEPTED_EXTENSIONS
 
 #: By default only what the converter accepts is submitted; this also keeps a sink that writes
@@ -72,10 +74,8 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 OptionalSize = Annotated[int | None, BeforeValidator(_size_or_none)]
 
 
-class S3ConnectionSettings(BaseSettings):
+class S3ConnectionSettings(OcrfluxSettings):
     """Where the bucket is and how to sign requests; None leaves a value to botocore's chain."""
-
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
 
     ocrflux_s3_bucket: str = Field(min_length=3, max_length=63)
     ocrflux_s3_endpoint_url: str | None = None
@@ -106,8 +106,6 @@ def _secret(value: SecretStr | None) -> str | None:
 
 class S3SourceSettings(S3ConnectionSettings, KafkaSettings):
     """`ocrflux connector s3-source`."""
-
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
 
     ocrflux_s3_prefix: str = ""
     ocrflux_s3_discovery: Literal["list", "sqs"] = "list"
@@ -161,8 +159,6 @@ class S3SourceSettings(S3ConnectionSettings, KafkaSettings):
 
 class S3SinkSettings(S3ConnectionSettings, KafkaSettings, BlobSettings):
     """`ocrflux connector s3-sink`."""
-
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
 
     ocrflux_s3_out_prefix: str = "ocrflux"
     ocrflux_s3_format: Literal["markdown", "text"] = "markdown"

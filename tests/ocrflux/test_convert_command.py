@@ -74,7 +74,7 @@ def test_bad_input_exits_non_zero_with_the_error_code(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "unsupported_type" in done.stderr and "ZIP archive" in done.stderr
     missing = _convert(str(tmp_path / "nope.pdf"), "--engine", "local")
-    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
 
 
 def test_partial_result_exits_3_unless_allowed(ocrflux_server: Any, tmp_path: Path) -> None:
