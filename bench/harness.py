@@ -30,13 +30,13 @@ import pymupdf
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from bench.report import Section, write_section
-from connectors.blobstore import BlobSettings
 from connectors.client import OcrfluxClient
-from connectors.kafka_config import KafkaSettings, ensure_topics
 from deploy import kafka_broker
 from deploy.processes import stop_pid
 from schemas.options import ConversionOptions
 from schemas.records import ResultRecord, decode
+from streams.blobstore import BlobSettings
+from streams.kafka import KafkaSettings, ensure_topics
 from tests.fakes.control import ControlClient
 from tests.fakes.gpu import ServiceTime
 

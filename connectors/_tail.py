@@ -17,8 +17,8 @@ from typing import Any, Final
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import BaseModel, ValidationError
 
-from connectors.kafka_config import LIBRDKAFKA_LOGGER, KafkaClientError, KafkaSettings
 from schemas.records import decode
+from streams.kafka import LIBRDKAFKA_LOGGER, KafkaClientError, KafkaSettings
 
 log = logging.getLogger(__name__)
 

@@ -19,16 +19,16 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from connectors.blobstore import BlobStoreError
 from connectors.client import OcrfluxClient
-from connectors.kafka_config import LIBRDKAFKA_LOGGER, KafkaSettings
 from connectors.output_names import output_paths
-from connectors.progress_bar import ProgressBoard
 from ocrflux.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from ocrflux.failures import validation_problems
 from ocrflux.filenames import display_name
+from ocrflux.progress import ProgressBoard
 from schemas.options import ConversionOptions
 from schemas.records import ProgressEvent, ResultRecord
+from streams.blobstore import BlobStoreError
+from streams.kafka import LIBRDKAFKA_LOGGER, KafkaSettings
 
 _SUFFIXES = {"markdown": ".md", "text": ".txt"}
 
@@ -38,7 +38,7 @@ class _UsageError(Exception):
 
 
 def _client() -> OcrfluxClient:
-    """A client configured from the environment (see `connectors.kafka_config`)."""
+    """A client configured from the environment (see `streams.kafka`)."""
     # librdkafka logs every refused connection; the command reports the failure once itself.
     LIBRDKAFKA_LOGGER.setLevel(logging.CRITICAL)
     return OcrfluxClient(KafkaSettings())

@@ -25,20 +25,20 @@ from pydantic import BaseModel, ValidationError
 
 from connectors._loop import LoopThread
 from connectors._tail import CAUGHT_UP, end_offsets, latest_then_live, read_topics
-from connectors.blobstore import BlobFetcher, BlobSettings, BlobStore, open_blob_store
-from connectors.kafka_config import (
-    LIBRDKAFKA_LOGGER,
-    KafkaClientError,
-    KafkaSettings,
-    TopicNames,
-    ensure_topics,
-)
 from ocrflux.errors import EmptyInput, FetchFailed, UnsupportedType
 from ocrflux.filenames import text_name
 from ocrflux.identity import content_digest, doc_id_for
 from ocrflux.sniff import MIME_TYPES, sniff
 from schemas.options import ConversionOptions
 from schemas.records import DocumentRequest, ProgressEvent, ResultRecord, encode
+from streams.blobstore import BlobFetcher, BlobSettings, BlobStore, open_blob_store
+from streams.kafka import (
+    LIBRDKAFKA_LOGGER,
+    KafkaClientError,
+    KafkaSettings,
+    TopicNames,
+    ensure_topics,
+)
 
 __all__ = ["DEFAULT_INLINE_LIMIT", "RESULT_MAX_BYTES", "OcrfluxClient"]
 

@@ -15,6 +15,7 @@ from ocrflux.engines import open_engine
 from ocrflux.exit_codes import EXIT_FAILED, EXIT_USAGE, exit_for_status
 from ocrflux.failures import validation_problems
 from ocrflux.filenames import display_name, text_name
+from ocrflux.progress import ProgressBoard
 from ocrflux.settings import CoreSettings
 from schemas.options import ConversionOptions
 from schemas.results import DocumentResult
@@ -27,21 +28,6 @@ def _settings(args: argparse.Namespace) -> CoreSettings:
         "skip_cross_page_merge": args.skip_cross_page_merge,
     }
     return CoreSettings(**{k: v for k, v in overrides.items() if v is not None})
-
-
-class _Progress:
-    """`page N/M` on stderr, rewritten in place when stderr is a terminal."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._tty = sys.stderr.isatty()
-
-    def __call__(self, done: int, total: int) -> None:
-        if self._tty:
-            end = "\n" if done == total else ""
-            print(f"\r{self._name}: page {done}/{total}", end=end, file=sys.stderr, flush=True)
-        elif done == total or done % 10 == 0:
-            print(f"{self._name}: page {done}/{total}", file=sys.stderr, flush=True)
 
 
 async def run_convert(args: argparse.Namespace) -> int:
@@ -75,6 +61,7 @@ async def run_convert(args: argparse.Namespace) -> int:
                 f"ocrflux: error: cannot write {display_name(output)}: {problem}", file=sys.stderr
             )
             return EXIT_FAILED
+    board = ProgressBoard({name: name}, sys.stderr)  # `name: page N/M` for the one document
     async with open_engine(settings, args.engine) as engine:
         result = await convert_document(
             data,
@@ -84,8 +71,9 @@ async def run_convert(args: argparse.Namespace) -> int:
             page_concurrency=settings.page_concurrency,
             max_bytes=settings.max_file_bytes,
             max_pages=settings.max_pages,
-            progress=_Progress(name),
+            progress=board.pages(name),
         )
+    board.close()
     text = result.model_dump_json(indent=2) if args.json else result.content
     try:
         _write(text if text.endswith("\n") else text + "\n", output)

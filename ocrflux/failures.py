@@ -66,11 +66,11 @@ def explain(exc: BaseException) -> Failure | None:
         return Failure(EXIT_USAGE, f"invalid setting {validation_problems(exc)}")
     if isinstance(exc, SettingsError):
         return Failure(EXIT_USAGE, f"invalid settings: {exc}")
-    if _is_a(exc, "connectors.kafka_config", "KafkaNotConfigured"):
+    if _is_a(exc, "streams.kafka", "KafkaNotConfigured"):
         return Failure(EXIT_USAGE, str(exc))
     if _is_a(exc, "deploy.common", "BrokerError"):
         return Failure(EXIT_FAILED, str(exc))
-    if _is_a(exc, "connectors.kafka_config", "KafkaClientError"):
+    if _is_a(exc, "streams.kafka", "KafkaClientError"):
         return Failure(
             EXIT_FAILED,
             f"{exc} (is Kafka running there? KAFKA_BOOTSTRAP_SERVERS names the brokers)",

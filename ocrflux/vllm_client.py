@@ -108,7 +108,8 @@ class VllmClient:
         health_interval_s: run `probe()` in the background at this interval; None = never.
         probe_timeout_s: total time for one `/health` or `/v1/models` request.
         backoff_base_s, backoff_cap_s: the retry delay before retry n is uniform in
-            [c/2, c] with c = min(cap, base * 2**n): 0.125-0.25 s, 0.25-0.5 s, ... 5-10 s.
+            [0, c] with c = min(cap, base * 2**n) (`ocrflux.backoff.full_jitter`): up to
+            0.25 s, 0.5 s, ... 10 s.
         retry_statuses: HTTP statuses that, besides 429 and 503, mean "vLLM not reached, try
             again" (back-pressure, see the module docstring); default 502 and 504, the answers
             of a proxy in front. Every other non-200 answer is a `ChatAnswerError`.

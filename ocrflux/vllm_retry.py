@@ -4,8 +4,9 @@
   `CallRetries` from it, which keeps that call's count of waits and its share of the budget.
 - A wait follows the server's `Retry-After` when a back-pressure answer named one (plus up to
   one back-off base of jitter, so that callers refused together do not return together), else
-  the exponential back-off of `backoff_delay`. Every wait is cut to what is left of the budget,
-  which runs from the call's first failure; once it is spent, `next_delay` says stop.
+  the exponential back-off with full jitter of `ocrflux.backoff.full_jitter`. Every wait is cut
+  to what is left of the budget, which runs from the call's first failure; once it is spent,
+  `next_delay` says stop.
 - A kept-alive connection the server closed while idle fails the next request sent on it
   (`is_stale_connection`); `reuse_tracer` tells the client which requests went out on a reused
   connection. Such a failure is retried once at once, on a new connection, outside the budget.
@@ -19,27 +20,18 @@ from types import SimpleNamespace
 
 import aiohttp
 
+from ocrflux.backoff import full_jitter
+
 __all__ = [
     "CallRetries",
     "ConnectionTrace",
     "RetryPolicy",
-    "backoff_delay",
     "is_stale_connection",
     "reuse_tracer",
 ]
 
 # What a request sent on a kept-alive connection that the server had closed ends in.
 _STALE_CONNECTION_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
-
-
-def backoff_delay(retry: int, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """Delay before retry number `retry` (0-based): exponential with equal jitter.
-
-    The ceiling is min(cap, base * 2**retry) and the delay is uniform in [ceiling/2, ceiling],
-    so retries spread out (no thundering herd after an outage) but still grow steadily.
-    """
-    ceiling = min(cap_s, base_s * 2.0 ** min(retry, 62))
-    return ceiling / 2.0 + rng.uniform(0.0, ceiling / 2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +68,7 @@ class CallRetries:
         if remaining <= 0:
             return None
         if retry_after_s is None:
-            delay = backoff_delay(
-                self.waits, policy.backoff_base_s, policy.backoff_cap_s, policy.rng
-            )
+            delay = full_jitter(self.waits, policy.backoff_base_s, policy.backoff_cap_s, policy.rng)
         else:
             delay = retry_after_s + policy.rng.uniform(0.0, policy.backoff_base_s)
         self.waits += 1

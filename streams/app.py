@@ -31,7 +31,7 @@ from streams.outbox import Blobs, Outbox
 from streams.recognize import answer_crash as answer_recognize_crash
 from streams.recognize import recognize_record
 from streams.result_reader import ResultReader
-from streams.runtime.clients import Producer, client_options
+from streams.runtime.clients import Producer
 from streams.runtime.runner import Handler, RoleRunner
 from streams.runtime.table import ChangelogTable
 from streams.settings import WorkerSettings
@@ -44,7 +44,7 @@ def consumer_options(settings: WorkerSettings) -> dict[str, Any]:
     """Consumers fetch the largest record and tolerate slow records without leaving the group."""
     session_ms = int(settings.ocrflux_session_timeout_s * 1000)
     return {
-        **client_options(settings),
+        **settings.aiokafka_options(),
         "client_id": f"ocrflux-{settings.ocrflux_worker_id}",
         "max_partition_fetch_bytes": settings.kafka_message_max_bytes,
         "fetch_max_bytes": settings.kafka_message_max_bytes,

@@ -11,12 +11,12 @@ from typing import Any, Literal, Protocol
 from aiokafka.structs import RecordMetadata
 from pydantic import BaseModel
 
-from connectors.kafka_config import KafkaSettings
 from schemas.records import (
     DlqRecord,
     ProgressEvent,
     encode,
 )
+from streams.kafka import KafkaSettings
 from streams.runtime.clients import Producer
 
 Stage = Literal["split", "recognize", "assemble"]

@@ -7,9 +7,9 @@ import socket
 
 from pydantic import Field
 
-from connectors.blobstore import BlobSettings
-from connectors.kafka_config import KafkaSettings
 from ocrflux.settings import CoreSettings
+from streams.blobstore import BlobSettings
+from streams.kafka import KafkaSettings
 
 ROLES = ("split", "recognize", "assemble")
 

@@ -12,11 +12,11 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 
-from connectors.blobstore import BlobFetcher, BlobStore, open_blob_store
-from connectors.kafka_config import KafkaClientError, ensure_topics, partition_counts
 from ocrflux.exit_codes import EXIT_INTERRUPTED, EXIT_OK
 from streams.app import Pipeline, build_pipeline
+from streams.blobstore import BlobFetcher, BlobStore, open_blob_store
 from streams.engine_pool import EnginePool
+from streams.kafka import KafkaClientError, ensure_topics, partition_counts
 from streams.metrics import WorkerMetrics
 from streams.runtime.clients import Producer
 from streams.runtime.log_limit import limit_repeats

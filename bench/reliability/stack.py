@@ -28,16 +28,16 @@ from bench.harness import Double, Proc, ResultWatcher
 from bench.reliability.children import vm_hwm_mib
 from bench.reliability.corpus import Corpus, requests_by_task
 from bench.reliability.rows import Row
-from connectors.blobstore import BlobSettings
 from connectors.client import OcrfluxClient
-from connectors.kafka_config import (
+from schemas.options import ConversionOptions
+from schemas.records import ResultRecord
+from streams.blobstore import BlobSettings
+from streams.kafka import (
     LIBRDKAFKA_LOGGER,
     KafkaSettings,
     LibrdkafkaConfig,
     ensure_topics,
 )
-from schemas.options import ConversionOptions
-from schemas.records import ResultRecord
 from tests.streams.fixtures import OwnBroker
 
 PARTITIONS = 4

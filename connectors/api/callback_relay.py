@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
@@ -25,11 +25,7 @@ from connectors.api.callbacks import CallbackSender
 from connectors.api.jobs import JobStore
 from connectors.api.settings import ApiSettings
 from schemas.records import ResultRecord, decode
-from streams.runtime.clients import client_options
 from streams.runtime.runner import RoleRunner
-
-if TYPE_CHECKING:
-    from connectors.api.kafka_mode import KafkaMode
 
 __all__ = ["CALLBACK_METADATA_KEY", "CallbackRelay"]
 
@@ -46,10 +42,16 @@ _DRAIN_TIMEOUT_S = 10.0
 
 class CallbackRelay:
     def __init__(
-        self, settings: ApiSettings, callbacks: CallbackSender, mode: KafkaMode, store: JobStore
+        self,
+        settings: ApiSettings,
+        callbacks: CallbackSender,
+        catch_up: Callable[[float], Awaitable[object]],
+        store: JobStore,
     ) -> None:
+        """`catch_up(timeout_s)` returns once the instance's result reader has read what was on
+        the results topic when it was called (or the timeout passed)."""
         self._callbacks = callbacks
-        self._mode = mode
+        self._catch_up = catch_up
         self._store = store
         self._history_s = settings.ocrflux_job_history_s
         self._wait_s = settings.ocrflux_catch_up_timeout_s
@@ -63,7 +65,7 @@ class CallbackRelay:
             group_id=f"{settings.ocrflux_topic_prefix}.api-callbacks",
             handler=self._handle,
             consumer_options={
-                **client_options(settings),
+                **settings.aiokafka_options(),
                 "client_id": "ocrflux-api-callbacks",
                 "fetch_max_bytes": settings.kafka_message_max_bytes,
                 "max_partition_fetch_bytes": settings.kafka_message_max_bytes,
@@ -97,7 +99,7 @@ class CallbackRelay:
         # The reader may lag behind this consumer: once it has caught up, the job in the store
         # is the one this result finished (a result too large for Kafka is still being
         # fetched, hence the wait).
-        await self._mode.catch_up(self._wait_s)
+        await self._catch_up(self._wait_s)
         job = self._store.get(record.doc_id)
         if job is None or not await self._store.wait(job, self._wait_s):
             _log.warning("callback for job %s dropped: its result is not here", record.doc_id)

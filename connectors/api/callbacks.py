@@ -1,9 +1,10 @@
 """Completion callbacks: the job's final status POSTed to the caller's `callback_url`.
 
 A callback is delivered when the receiver answers 2xx. Anything else (another status, a
-refused connection, a timeout) is retried after 1x, 2x, 4x... `backoff_s` (capped at
-`MAX_BACKOFF_S`, with jitter), at most `attempts` times in all. The URL goes through the same
-SSRF guard as `/convert/url`, at submission and again on every attempt (after DNS resolution).
+refused connection, a timeout) is retried, at most `attempts` times in all, after a random wait
+under a ceiling of 1x, 2x, 4x... `backoff_s`, capped at `MAX_BACKOFF_S` (full jitter, see
+`ocrflux.backoff`). The URL goes through the same SSRF guard as `/convert/url`, at submission
+and again on every attempt (after DNS resolution).
 In direct mode callbacks are sent by the instance that converts the job, and pending ones are
 abandoned when it stops (logged). In kafka mode the callback of a submission travels with the
 document and any instance sends it (`callback_relay.py`); only a URL added by a later submission
@@ -14,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
 from connectors.api.errors import UrlRefused
 from connectors.api.fetch import GuardedHttp
 from connectors.api.jobs import Job
 from connectors.api.models import json_body
+from ocrflux.backoff import backoff_ceiling, full_jitter
 from ocrflux.errors import FetchFailed
 
 __all__ = ["CallbackSender"]
@@ -60,8 +61,8 @@ class CallbackSender:
     def longest_delivery_s(self) -> float:
         """How long one delivery can take: every attempt timing out, every backoff waited."""
         waits = sum(
-            min(MAX_BACKOFF_S, self._backoff_s * 2 ** (attempt - 1)) * 1.1
-            for attempt in range(1, self._attempts)
+            backoff_ceiling(retry, self._backoff_s, MAX_BACKOFF_S)
+            for retry in range(self._attempts - 1)
         )
         return self._attempts * self._timeout_s + waits
 
@@ -83,11 +84,11 @@ class CallbackSender:
                 why = f"HTTP {status}"
             if attempt == self._attempts:
                 break
-            delay = min(MAX_BACKOFF_S, self._backoff_s * 2 ** (attempt - 1))
+            delay = full_jitter(attempt - 1, self._backoff_s, MAX_BACKOFF_S)
             _log.info(
                 "callback to %s failed (%s); attempt %d in %.1fs", url, why, attempt + 1, delay
             )
-            await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+            await asyncio.sleep(delay)
         self.failed += 1
         _log.warning("callback to %s abandoned for job %s", url, body.get("job_id"))
         return False

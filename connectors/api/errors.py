@@ -11,7 +11,7 @@ scripts that check `status` keep working, and a stable `error_code`). Domain err
     ├── InvalidRequest             "invalid_request"    422
     ├── Saturated                  "saturated"          503 + Retry-After
     └── (any OcrfluxError)         its code             its http_status
-    UrlRefused(FetchFailed)        "url_refused"        400  (connectors.blobstore.url_policy)
+    UrlRefused(FetchFailed)        "url_refused"        400  (streams.blobstore.url_policy)
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from connectors.api.models import ErrorResponse
-from connectors.blobstore.url_policy import UrlRefused as UrlRefused  # the API's name for it
 from ocrflux.errors import OcrfluxError
+from streams.blobstore.url_policy import UrlRefused as UrlRefused  # the API's name for it
 
 
 class ApiError(Exception):

@@ -12,9 +12,10 @@ whose result was `partial` or `failed` is sent to the workers again (`Job.reusab
 A submission's callback URL travels with the document request (its metadata) and comes back on
 the result, where the API instances' callback relay sends it (`callback_relay.py`).
 
-The submitting and reading clients are confluent-kafka's, as in the SDK: the producer is polled
-by a thread of its own and the reader runs in another, handing decoded records to the event loop
-in batches.
+The submitting and reading clients are aiokafka's, on the event loop: the producer is the
+workers' (`streams.runtime.clients.Producer`: idempotent, acks from every in-sync replica,
+replaced when a fatal answer stops it) and the reader is a consumer outside any group, with
+the partitions assigned.
 Records are encoded and decoded by `schemas.records` only.
 """
 
@@ -22,46 +23,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
 import time
 import uuid
 from typing import Any
 
-from confluent_kafka import (
-    OFFSET_END,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Producer,
-    TopicPartition,
-)
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel, ValidationError
 
-from connectors._tail import decode_value
 from connectors.api.callback_relay import CALLBACK_METADATA_KEY, CallbackRelay
 from connectors.api.callbacks import CallbackSender
 from connectors.api.errors import Unavailable
 from connectors.api.jobs import Job, JobStore
 from connectors.api.service import Submission
 from connectors.api.settings import ApiSettings
-from connectors.blobstore import BlobFetcher, open_blob_store
 from connectors.client import DEFAULT_INLINE_LIMIT, RESULT_MAX_BYTES
-from connectors.kafka_config import LIBRDKAFKA_LOGGER, KafkaClientError, ensure_topics
 from ocrflux.errors import OcrfluxError
 from ocrflux.sniff import MIME_TYPES, sniff
-from schemas.records import DocumentRequest, ProgressEvent, ResultRecord, encode
+from schemas.records import DocumentRequest, ProgressEvent, ResultRecord, decode, encode
 from schemas.results import DocumentResult, ErrorInfo
+from streams.blobstore import BlobFetcher, open_blob_store
+from streams.kafka import KafkaClientError, ensure_topics
+from streams.runtime.clients import Producer
 
 __all__ = ["KafkaMode"]
 
 _log = logging.getLogger(__name__)
 
 _BATCH = 500
-_POLL_S = 0.1
+#: The broker holds an empty fetch this long: it bounds how long reaching a partition's end
+#: (and so a `catch_up`) takes to be noticed.
+_FETCH_WAIT_MS = 100
+#: How long Kafka gets to acknowledge a submission's records before the API answers 503.
 _DELIVERY_TIMEOUT_S = 30.0
 _METADATA_TIMEOUT_S = 10.0
 #: How long the reader waits for freshly created topics to get their partition leaders.
 _START_TIMEOUT_S = 60.0
+
+#: A `catch_up` waiting for the reader: the end offsets it must reach.
+_Barrier = tuple[asyncio.Future[None], dict[TopicPartition, int]]
 
 
 class KafkaMode:
@@ -73,15 +73,16 @@ class KafkaMode:
         self._topics = settings.topics
         self._store = store
         self._loop = asyncio.get_running_loop()
-        self._stop = threading.Event()
         self._producer: Producer | None = None
-        self._threads: list[threading.Thread] = []
-        self._barriers: queue.SimpleQueue[asyncio.Future[None]] = queue.SimpleQueue()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._partitions: list[TopicPartition] = []
+        self._reading: asyncio.Task[None] | None = None
+        self._barriers: list[_Barrier] = []
         self._mine: set[str] = set()
         self._blobs = open_blob_store(settings=settings)
         self._fetcher = BlobFetcher(settings, stores=(self._blobs,))
         self._resolving: set[asyncio.Task[None]] = set()
-        self._relay = CallbackRelay(settings, callbacks, self, store)
+        self._relay = CallbackRelay(settings, callbacks, self.catch_up, store)
         self._relaying: asyncio.Task[None] | None = None
         self.caught_up = False
         store.on_finished(lambda job: self._mine.discard(job.job_id))
@@ -90,24 +91,24 @@ class KafkaMode:
 
     async def open(self) -> None:
         try:
+            await self._open()
+        except BaseException:
+            await self.close()  # what did start; the app closes only a mode that opened
+            raise
+
+    async def _open(self) -> None:
+        try:
             await asyncio.to_thread(ensure_topics, self._settings, timeout_s=_METADATA_TIMEOUT_S)
-        except KafkaClientError as exc:
+            # A submission waits for its records' acknowledgement: the API's own, shorter timeout.
+            timeouts = {"kafka_delivery_timeout_s": _DELIVERY_TIMEOUT_S}
+            self._producer = Producer(self._settings.model_copy(update=timeouts), "ocrflux-api")
+            await self._producer.start()
+            self._consumer = await self._start_reader()
+        except (KafkaClientError, KafkaError) as exc:
             raise Unavailable(str(exc), code="kafka_unavailable") from exc
-        self._producer = Producer(
-            self._settings.producer_config(
-                **{
-                    "linger.ms": 5,
-                    "message.timeout.ms": int(_DELIVERY_TIMEOUT_S * 1000),
-                    "logger": LIBRDKAFKA_LOGGER,
-                }
-            )
-        )
-        for target, name in ((self._poll_producer, "producer"), (self._read, "reader")):
-            thread = threading.Thread(target=target, name=f"ocrflux-api-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._reading = asyncio.create_task(self._read(self._consumer), name="ocrflux-api-reader")
         self.caught_up = await self.catch_up(timeout_s=_START_TIMEOUT_S + 30)
-        if not self._threads[1].is_alive():
+        if self._reading.done():
             raise Unavailable("the Kafka reader stopped at start", code="kafka_unavailable")
         self._relaying = asyncio.create_task(self._relay.run(), name="ocrflux-api-callbacks")
         self._relaying.add_done_callback(_log_end)
@@ -116,11 +117,13 @@ class KafkaMode:
         if self._relaying is not None:
             self._relay.stop()
             await asyncio.gather(self._relaying, return_exceptions=True)
-        self._stop.set()
-        for thread in self._threads:
-            await asyncio.to_thread(thread.join, 10)
+        if self._reading is not None:
+            self._reading.cancel()
+            await asyncio.gather(self._reading, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
         if self._producer is not None:
-            await asyncio.to_thread(self._producer.flush, 10)
+            await self._producer.stop()
         for task in list(self._resolving):
             task.cancel()
         await self._fetcher.close()
@@ -171,18 +174,26 @@ class KafkaMode:
         await self._produce(self._topics.documents, job.job_id, encode(request))
 
     async def _produce(self, topic: str, key: str, value: bytes) -> None:
-        if self._producer is None:
+        """Send one record and wait for its acknowledgement (no second attempt: the caller
+        answers `Unavailable` and the client submits again)."""
+        producer = self._producer
+        if producer is None:
             raise KafkaClientError("the producer is not open")
-        delivered: asyncio.Future[None] = self._loop.create_future()
-
-        def on_delivery(error: KafkaError | None, _message: Any) -> None:
-            self._loop.call_soon_threadsafe(_settle, delivered, error)
-
         try:
-            self._producer.produce(topic, key=key.encode(), value=value, on_delivery=on_delivery)
-        except (BufferError, KafkaException) as exc:
-            raise KafkaClientError(f"cannot send to {topic}: {exc}") from exc
-        await asyncio.wait_for(delivered, _DELIVERY_TIMEOUT_S + 5)
+            async with asyncio.timeout(producer.ack_timeout_s):
+                try:
+                    delivered = await producer.hand_over(topic, key.encode(), value)
+                except KafkaError as exc:
+                    raise KafkaClientError(f"cannot send to {topic}: {exc}") from exc
+                try:
+                    await delivered
+                except KafkaError as exc:
+                    raise KafkaClientError(f"Kafka did not accept the record: {exc}") from exc
+        except TimeoutError as exc:
+            raise KafkaClientError(
+                f"Kafka did not accept the record: no acknowledgement from {topic} "
+                f"within {producer.ack_timeout_s:.0f} s"
+            ) from exc
 
     async def find(self, job_id: str) -> Job | None:
         job = self._store.get(job_id)
@@ -192,102 +203,95 @@ class KafkaMode:
         return job
 
     async def ready(self) -> dict[str, bool]:
-        alive = all(thread.is_alive() for thread in self._threads) and bool(self._threads)
+        alive = self._reading is not None and not self._reading.done()
         alive = alive and self._relaying is not None and not self._relaying.done()
         return {"kafka": alive, "caught_up": self.caught_up, "capacity": not self.saturated()}
 
     async def catch_up(self, timeout_s: float) -> bool:
         """Until the reader has applied every record that was on the topics when called."""
-        barrier: asyncio.Future[None] = self._loop.create_future()
-        self._barriers.put(barrier)
-        try:
-            await asyncio.wait_for(barrier, timeout_s)
-        except TimeoutError:
+        consumer, reading = self._consumer, self._reading
+        if consumer is None or reading is None or reading.done():
             return False
+        barrier: asyncio.Future[None] = self._loop.create_future()
+        try:
+            async with asyncio.timeout(timeout_s):
+                ends = await consumer.end_offsets(self._partitions)
+                self._barriers.append((barrier, ends))
+                await barrier
+        except (TimeoutError, KafkaError) as exc:
+            if isinstance(exc, KafkaError):
+                _log.warning("no end offsets for the Kafka reader: %r", exc)
+            return False
+        finally:
+            self._barriers = [b for b in self._barriers if b[0] is not barrier]
         return True
 
-    # --- producer thread ----------------------------------------------------------------------
+    # --- the reader -----------------------------------------------------------------------------
 
-    def _poll_producer(self) -> None:
-        producer = self._producer
-        assert producer is not None
-        while not self._stop.is_set():
-            producer.poll(_POLL_S)
-
-    # --- reader thread ------------------------------------------------------------------------
-
-    def _read(self) -> None:
-        consumer = Consumer(
-            self._settings.consumer_config(
-                f"ocrflux-api-{uuid.uuid4().hex}",
-                **{
-                    "enable.partition.eof": True,
-                    "fetch.wait.max.ms": 100,
-                    "logger": LIBRDKAFKA_LOGGER,
-                },
-            )
+    async def _start_reader(self) -> AIOKafkaConsumer:
+        """A consumer assigned the progress and results partitions, each positioned at its first
+        offset at or after the history window (its end when there is none)."""
+        most = self._settings.kafka_message_max_bytes
+        wanted = (self._topics.progress, self._topics.results)
+        consumer = AIOKafkaConsumer(
+            **self._settings.aiokafka_options(),
+            client_id=f"ocrflux-api-{uuid.uuid4().hex}",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            fetch_max_wait_ms=_FETCH_WAIT_MS,
+            fetch_max_bytes=most,
+            max_partition_fetch_bytes=most,
+            request_timeout_ms=int(_START_TIMEOUT_S * 1000),
         )
+        await consumer.start()
         try:
-            partitions = self._start_positions(consumer)
-            consumer.assign(partitions)
-            positions: dict[tuple[str, int], int] = {}
-            waiting: list[tuple[asyncio.Future[None], dict[tuple[str, int], int]]] = []
-            while not self._stop.is_set():
-                while not self._barriers.empty():
-                    waiting.append((self._barriers.get(), _ends(consumer, partitions)))
-                batch: list[Any] = []
-                for message in consumer.consume(_BATCH, _POLL_S):
-                    error = message.error()
-                    where = (message.topic() or "", message.partition() or 0)
-                    offset = message.offset() or 0
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            positions[where] = max(positions.get(where, 0), offset)
-                        else:
-                            _log.warning("Kafka reader: %s", error.str())
-                        continue
-                    positions[where] = offset + 1
-                    record = decode_value(message)
-                    if record is not None:
-                        batch.append(record)
-                if batch:
-                    self._loop.call_soon_threadsafe(self._apply, batch)
-                still = []
-                for barrier, ends in waiting:
-                    if all(positions.get(tp, -1) >= end for tp, end in ends.items()):
-                        self._loop.call_soon_threadsafe(_settle, barrier, None)
-                    else:
-                        still.append((barrier, ends))
-                waiting = still
+            # A consumer outside any group learns a topic's partitions once asked about one of
+            # them: every topic has a partition 0 (aiokafka waits for new topics' leaders).
+            await consumer.end_offsets([TopicPartition(topic, 0) for topic in wanted])
+            self._partitions = [
+                TopicPartition(topic, p)
+                for topic in wanted
+                for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            consumer.assign(self._partitions)
+            since_ms = int((time.time() - self._settings.ocrflux_job_history_s) * 1000)
+            starts = await consumer.offsets_for_times(dict.fromkeys(self._partitions, since_ms))
+            at_end = []
+            for tp in self._partitions:
+                start = starts.get(tp)
+                if start is None:
+                    at_end.append(tp)
+                else:
+                    consumer.seek(tp, start.offset)
+            if at_end:
+                await consumer.seek_to_end(*at_end)
+        except BaseException:
+            await consumer.stop()
+            raise
+        return consumer
+
+    async def _read(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=_FETCH_WAIT_MS, max_records=_BATCH)
+                for messages in batches.values():
+                    self._apply([r for r in map(_decode, messages) if r is not None])
+                if self._barriers:
+                    await self._release(consumer)
+        except asyncio.CancelledError:
+            raise
         except Exception:
             _log.exception("the Kafka reader stopped")
             raise
-        finally:
-            consumer.close()
 
-    def _start_positions(self, consumer: Consumer) -> list[TopicPartition]:
-        """Where reading starts: the first offsets at or after the history window."""
-        since_ms = int((time.time() - self._settings.ocrflux_job_history_s) * 1000)
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while True:
-            try:
-                wanted = []
-                for topic in (self._topics.progress, self._topics.results):
-                    topics = consumer.list_topics(topic, timeout=_METADATA_TIMEOUT_S).topics
-                    partitions = sorted(topics[topic].partitions)
-                    wanted += [TopicPartition(topic, p, since_ms) for p in partitions]
-                found = consumer.offsets_for_times(wanted, timeout=_METADATA_TIMEOUT_S)
-                break
-            except KafkaException as exc:
-                # New topics have no leader for a moment; anything else lasting is fatal.
-                if time.monotonic() > deadline or self._stop.is_set():
-                    raise
-                _log.info("Kafka reader waiting for the topics: %s", exc)
-                self._stop.wait(0.5)
-        return [
-            TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
-            for tp in found
-        ]
+    async def _release(self, consumer: AIOKafkaConsumer) -> None:
+        """Settle the `catch_up` calls whose end offsets the reader has reached."""
+        positions = {tp: await consumer.position(tp) for tp in self._partitions}
+        for barrier, ends in self._barriers:
+            if not barrier.done() and all(positions[tp] >= end for tp, end in ends.items()):
+                barrier.set_result(None)
 
     # --- records into the store (on the event loop) ---------------------------------------
 
@@ -345,27 +349,21 @@ def _log_end(task: asyncio.Task[None]) -> None:
         _log.error("the callback relay stopped", exc_info=task.exception())
 
 
-def _settle(future: asyncio.Future[None], error: object) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(KafkaClientError(f"Kafka did not accept the record: {error}"))
-
-
-def _ends(consumer: Consumer, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
-    ends = {}
-    for tp in partitions:
-        try:
-            _, high = consumer.get_watermark_offsets(
-                TopicPartition(tp.topic, tp.partition), timeout=_METADATA_TIMEOUT_S, cached=False
-            )
-        except KafkaException as exc:
-            _log.warning("no watermark for %s[%d]: %s", tp.topic, tp.partition, exc)
-            continue
-        ends[(tp.topic, tp.partition)] = high
-    return ends
+def _decode(message: ConsumerRecord[bytes, bytes]) -> BaseModel | None:
+    """The record in a message; None (logged) for a tombstone or a value that is no record."""
+    if message.value is None:
+        return None
+    try:
+        return decode(message.value)
+    except ValidationError as exc:
+        _log.warning(
+            "skipping an undecodable record at %s[%d]@%d: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            exc.errors()[0]["msg"] if exc.errors() else exc,
+        )
+        return None
 
 
 def _content_type(head: bytes) -> str | None:

@@ -18,10 +18,10 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from connectors.blobstore import BlobSettings
-from connectors.kafka_config import KafkaSettings, bootstrap_from_environment
 from ocrflux.settings import CoreSettings
 from ocrflux.settings_base import prefixed
+from streams.blobstore import BlobSettings
+from streams.kafka import KafkaSettings, bootstrap_from_environment
 
 __all__ = ["ApiSettings"]
 
@@ -106,7 +106,10 @@ class ApiSettings(KafkaSettings, BlobSettings, CoreSettings):
     ocrflux_fetch_max_redirects: int = Field(default=5, ge=0, le=20)
     ocrflux_callback_attempts: int = Field(default=5, ge=1, le=20)
     ocrflux_callback_backoff_s: float = Field(
-        default=1.0, gt=0, description="First callback retry delay; doubles each time"
+        default=1.0,
+        gt=0,
+        description="Ceiling of the first callback retry wait (full jitter below it); doubles "
+        "each time",
     )
     ocrflux_callback_timeout_s: float = Field(default=10.0, gt=0)
     ocrflux_callback_concurrency: int = Field(

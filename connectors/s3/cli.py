@@ -216,8 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the connector `args` name until a signal; its exit code. Logging is configured and
     failures are reported by the caller (`ocrflux.cli.main` or `main`)."""
+    from streams.kafka import LIBRDKAFKA_LOGGER
+
     # librdkafka repeats every refused connection; the run loop reports failures itself.
-    logging.getLogger("connectors.librdkafka").setLevel(logging.CRITICAL)
+    LIBRDKAFKA_LOGGER.setLevel(logging.CRITICAL)
     # botocore tells at INFO where it found credentials and endpoints, once per client.
     for name in ("botocore", "aiobotocore"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.root.level))

@@ -1,4 +1,4 @@
-"""The connector's errors. Library errors (botocore, aiohttp, confluent-kafka) are translated into
+"""The connector's errors. Library errors (botocore, aiohttp, aiokafka) are translated into
 these at the boundary, so the run loops decide by class alone: retry with backoff, skip one
 object, or stop."""
 

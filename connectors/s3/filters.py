@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.blobstore.s3 import parse_s3_url
 from connectors.s3.objects import ObjectInfo
 from connectors.s3.settings import S3SourceSettings
 from ocrflux.errors import FetchFailed
+from streams.blobstore.s3 import parse_s3_url
 
 
 @dataclass(frozen=True)

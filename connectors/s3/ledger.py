@@ -22,17 +22,20 @@ import time
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors._tail import CAUGHT_UP, read_topics
-from connectors.kafka_config import LIBRDKAFKA_LOGGER, KafkaClientError, KafkaSettings
 from ocrflux.identity import doc_id_for
 from schemas.options import ConversionOptions
+from streams.kafka import LIBRDKAFKA_LOGGER, KafkaClientError, KafkaSettings
 
 log = logging.getLogger(__name__)
 
 LEDGER_SUFFIX = "s3-ledger"
 _TIMEOUT_S = 30.0
+#: The broker holds an empty fetch this long while the ledger is read.
+_FETCH_WAIT_MS = 500
 
 
 def ledger_topic(settings: KafkaSettings) -> str:
@@ -118,29 +121,60 @@ class Ledger:
         self._entries.pop(key, None)
 
 
-def load_ledger(settings: KafkaSettings, bucket: str, prefix: str = "") -> Ledger:
-    """Read the whole ledger topic (committed records only) into a `Ledger` for one bucket."""
+async def load_ledger(settings: KafkaSettings, bucket: str, prefix: str = "") -> Ledger:
+    """Read the whole ledger topic (committed records only, up to where it ended when reading
+    began) into a `Ledger` for one bucket."""
     ledger = Ledger(bucket, prefix)
     wanted = f"{bucket}/"
-    messages = read_topics(settings, [ledger_topic(settings)], metadata_timeout_s=_TIMEOUT_S)
+    topic = ledger_topic(settings)
+    most = settings.kafka_message_max_bytes
+    consumer = AIOKafkaConsumer(
+        **settings.aiokafka_options(),
+        client_id="ocrflux-s3-ledger",
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        fetch_max_bytes=most,
+        max_partition_fetch_bytes=most,
+        request_timeout_ms=int(_TIMEOUT_S * 1000),
+    )
     try:
-        for message in messages:
-            if message is CAUGHT_UP:
-                break
-            key = message.key().decode(errors="replace") if message.key() else ""
-            if not key.startswith(wanted):
-                continue
-            value = message.value()
-            if value is None:  # a tombstone forgets the object
-                ledger.forget(key[len(wanted) :])
-                continue
-            try:
-                ledger.record(LedgerEntry.model_validate_json(value))
-            except ValidationError as exc:
-                log.warning("skipping an unreadable ledger entry for %s: %s", key, exc)
+        await consumer.start()
+        # A consumer outside any group learns a topic's partitions once asked about one of
+        # them; every topic has a partition 0.
+        await consumer.end_offsets([TopicPartition(topic, 0)])
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        remaining = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=_FETCH_WAIT_MS)
+            for messages in batches.values():
+                for message in messages:
+                    _read_entry(ledger, wanted, message.key, message.value)
+            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+    except KafkaError as exc:
+        raise KafkaClientError(
+            f"cannot read the ledger topic {topic} at {settings.kafka_bootstrap_servers}: {exc}"
+        ) from exc
     finally:
-        messages.close()
+        await consumer.stop()
     return ledger
+
+
+def _read_entry(ledger: Ledger, wanted: str, key: bytes | None, value: bytes | None) -> None:
+    """Apply one ledger record of the topic to `ledger` (if it is of the ledger's bucket)."""
+    name = key.decode(errors="replace") if key else ""
+    if not name.startswith(wanted):
+        return
+    if value is None:  # a tombstone forgets the object
+        ledger.forget(name[len(wanted) :])
+        return
+    try:
+        ledger.record(LedgerEntry.model_validate_json(value))
+    except ValidationError as exc:
+        log.warning("skipping an unreadable ledger entry for %s: %s", name, exc)
 
 
 def ensure_ledger_topic(settings: KafkaSettings) -> bool:

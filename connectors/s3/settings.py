@@ -10,7 +10,7 @@ S3 connection (both):
                                   AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, ~/.aws)
     OCRFLUX_S3_BUCKET             the bucket to watch (source) or to write to (sink)
     OCRFLUX_METRICS_PORT, OCRFLUX_METRICS_HOST   Prometheus endpoint (port 0: any free port)
-    OCRFLUX_S3_RETRY_INITIAL_S, OCRFLUX_S3_RETRY_MAX_S   backoff after a failed attempt
+    OCRFLUX_S3_RETRY_INITIAL_S, OCRFLUX_S3_RETRY_MAX_S   wait ceilings after a failed attempt
 
 Source: OCRFLUX_S3_PREFIX, OCRFLUX_S3_DISCOVERY (list|sqs), OCRFLUX_S3_QUEUE_URL,
 OCRFLUX_SQS_ENDPOINT_URL, OCRFLUX_S3_POLL_INTERVAL_S, OCRFLUX_S3_SUFFIXES (comma-separated),
@@ -32,10 +32,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from connectors.blobstore import BlobSettings
-from connectors.kafka_config import KafkaSettings
 from ocrflux.settings_base import OcrfluxSettings
 from ocrflux.sniff import ACCEPTED_EXTENSIONS
+from streams.blobstore import BlobSettings
+from streams.kafka import KafkaSettings
 
 #: By default only what the converter accepts is submitted; this also keeps a sink that writes
 #: `.md` and `.json` into the watched bucket from feeding its own output back in.

@@ -12,7 +12,8 @@ roll an output back. A failed result writes its `.json` and removes the document
 older version.
 
 A consumer group reads the results topic; offsets are committed only after the writes of every
-result up to them, so a crash repeats writes (which then change nothing) and loses none.
+result up to them, so a crash repeats writes (which then change nothing) and loses none. The
+consumer is aiokafka's, on the sink's event loop, and reads committed records only.
 """
 
 from __future__ import annotations
@@ -22,28 +23,33 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
 
-from connectors.blobstore import BlobFetcher
 from connectors.client import RESULT_MAX_BYTES
-from connectors.kafka_config import LIBRDKAFKA_LOGGER, KafkaClientError, ensure_topics
-from connectors.s3.errors import AccessDenied, TransientError
+from connectors.s3.errors import TransientError
 from connectors.s3.metrics import SinkMetrics
 from connectors.s3.objects import ObjectStore
-from connectors.s3.retry import Backoff, wait_or_stop
+from connectors.s3.retry import Backoff, back_off
 from connectors.s3.settings import S3SinkSettings
 from connectors.s3.source import META_BUCKET, META_KEY, META_REVISION, META_SUBMITTED_AT
 from ocrflux.errors import FetchFailed
 from ocrflux.plaintext import markdown_to_text
 from schemas.records import ResultRecord
+from streams.blobstore import BlobFetcher
+from streams.kafka import KafkaClientError, ensure_topics
 
 log = logging.getLogger(__name__)
 
+#: A record read from the results topic.
+Message: TypeAlias = "ConsumerRecord[bytes, bytes]"
+
 #: Results read from Kafka per poll; all are written before their offsets are committed.
 _BATCH = 64
-_POLL_S = 0.5
+_POLL_MS = 500
 #: Attempts to fetch a result's full JSON (`result_ref`) before the sink skips that result.
 _REF_ATTEMPTS = 5
 _SUFFIX = {"markdown": ".md", "text": ".txt"}
@@ -121,7 +127,7 @@ class S3Sink:
         self.store = ObjectStore(settings.client_args())
         self.fetcher = BlobFetcher(settings)
         self.backoff = Backoff(settings.ocrflux_s3_retry_initial_s, settings.ocrflux_s3_retry_max_s)
-        self._consumer: Consumer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
         self._ref_failures: dict[tuple[int, int], int] = {}
 
     async def run(self) -> int:
@@ -129,7 +135,7 @@ class S3Sink:
             while not self.stop.is_set():
                 try:
                     await self._start()
-                    messages = await asyncio.to_thread(self._poll)
+                    messages = await self._poll()
                     if messages:
                         await self._handle(messages)
                     self.backoff.reset()
@@ -142,21 +148,28 @@ class S3Sink:
         return 0
 
     async def _back_off(self, exc: Exception) -> bool:
-        delay = self.backoff.next_delay()
-        kind = "access_denied" if isinstance(exc, AccessDenied) else "unavailable"
-        if isinstance(exc, KafkaClientError):
-            kind = "kafka"
-        self.metrics.errors.labels(kind).inc()
-        log.error("%s; retrying in %.3gs (failed attempts: %d)", exc, delay, self.backoff.failures)
-        return await wait_or_stop(self.stop, delay)
+        return await back_off(exc, self.backoff, self.metrics.errors, self.stop, log)
 
     async def _start(self) -> None:
         if self._consumer is not None:
             return
         await asyncio.to_thread(ensure_topics, self.settings)
-        consumer = Consumer(
-            self.settings.consumer_config(self.settings.group_id, **{"logger": LIBRDKAFKA_LOGGER})
+        most = self.settings.kafka_message_max_bytes
+        consumer = AIOKafkaConsumer(
+            **self.settings.aiokafka_options(),
+            client_id="ocrflux-s3-sink",
+            group_id=self.settings.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            fetch_max_bytes=most,
+            max_partition_fetch_bytes=most,
         )
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            await consumer.stop()
+            raise KafkaClientError(f"cannot start the Kafka consumer: {exc}") from exc
         consumer.subscribe([self.settings.topics.results])
         self._consumer = consumer
         log.info(
@@ -168,18 +181,13 @@ class S3Sink:
             self.settings.group_id,
         )
 
-    def _poll(self) -> list[Message]:
+    async def _poll(self) -> list[Message]:
         assert self._consumer is not None
-        messages = []
-        for message in self._consumer.consume(_BATCH, _POLL_S):
-            error = message.error()
-            if error is None:
-                messages.append(message)
-            elif error.fatal():
-                raise KafkaClientError(f"Kafka consumer failed: {error.str()}")
-            elif error.code() != KafkaError._PARTITION_EOF:
-                log.warning("Kafka consumer: %s", error.str())
-        return messages
+        try:
+            batches = await self._consumer.getmany(timeout_ms=_POLL_MS, max_records=_BATCH)
+        except KafkaError as exc:
+            raise KafkaClientError(f"Kafka consumer failed: {exc}") from exc
+        return [message for messages in batches.values() for message in messages]
 
     async def _handle(self, messages: Sequence[Message]) -> None:
         """Write every result, then commit past them. On an error or a stop request, commit
@@ -193,12 +201,12 @@ class S3Sink:
                 done.append(message)
         finally:
             if len(done) < len(messages):
-                await asyncio.to_thread(self._rewind, messages[len(done) :])
-            await asyncio.to_thread(self._commit, done)
+                self._rewind(messages[len(done) :])
+            await self._commit(done)
         self.metrics.last_success.set_to_current_time()
 
     async def _write(self, message: Message) -> None:
-        value = message.value()
+        value = message.value
         if value is None:
             return  # a tombstone
         try:
@@ -206,13 +214,13 @@ class S3Sink:
         except ValidationError as exc:
             log.warning(
                 "skipping a record that is no result at %s[%d]@%d: %s",
-                message.topic(),
-                message.partition(),
-                message.offset(),
+                message.topic,
+                message.partition,
+                message.offset,
                 exc.errors()[0]["msg"] if exc.errors() else exc,
             )
             return
-        key = message.key()
+        key = message.key
         if not result.doc_id and key:
             result = result.model_copy(update={"doc_id": key.decode(errors="replace")})
         wanted = self.settings.ocrflux_s3_source_bucket
@@ -298,7 +306,7 @@ class S3Sink:
             }
         )
 
-    def _commit(self, done: Sequence[Message]) -> None:
+    async def _commit(self, done: Sequence[Message]) -> None:
         if not done or self._consumer is None:
             return
         offsets: dict[tuple[str, int], int] = {}
@@ -307,11 +315,8 @@ class S3Sink:
             slot = (topic, partition)
             offsets[slot] = max(offsets.get(slot, -1), offset + 1)
         try:
-            self._consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                asynchronous=False,
-            )
-        except KafkaException as exc:
+            await self._consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
             # Typically a rebalance took the partition away: its new owner rewrites the same
             # bytes, which changes nothing.
             log.warning("cannot commit offsets (%s); those results will be read again", exc)
@@ -327,21 +332,19 @@ class S3Sink:
             first[slot] = min(first.get(slot, offset), offset)
         for (topic, partition), offset in first.items():
             try:
-                self._consumer.seek(TopicPartition(topic, partition, offset))
-            except KafkaException as exc:
+                self._consumer.seek(TopicPartition(topic, partition), offset)
+            except IllegalStateError as exc:
                 # Not assigned any more (a rebalance): the new owner reads from the commit.
                 log.warning("cannot rewind %s[%d] to %d: %s", topic, partition, offset, exc)
 
     async def _close(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await asyncio.to_thread(consumer.close)
+            await consumer.stop()
         await self.fetcher.close()
         await self.store.close()
 
 
 def _position(message: Message) -> tuple[str, int, int]:
     """Topic, partition and offset of a consumed (never a produced) message."""
-    topic, partition, offset = message.topic(), message.partition(), message.offset()
-    assert topic is not None and partition is not None and offset is not None
-    return topic, partition, offset
+    return message.topic, message.partition, message.offset

@@ -23,11 +23,10 @@ from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from connectors.kafka_config import KafkaClientError, ensure_topics
 from connectors.s3.discovery import Batch, Discovery
 from connectors.s3.discovery_list import ListingDiscovery
 from connectors.s3.discovery_sqs import SqsDiscovery
-from connectors.s3.errors import AccessDenied, FatalError, ObjectChanged, TransientError
+from connectors.s3.errors import FatalError, ObjectChanged, TransientError
 from connectors.s3.filters import ObjectFilter
 from connectors.s3.ledger import (
     Ledger,
@@ -39,13 +38,14 @@ from connectors.s3.ledger import (
 )
 from connectors.s3.metrics import SourceMetrics
 from connectors.s3.objects import Digest, ObjectInfo, ObjectStore
-from connectors.s3.retry import Backoff, wait_or_stop
+from connectors.s3.retry import Backoff, back_off
 from connectors.s3.settings import S3SourceSettings
 from connectors.s3.submitter import Submitter
 from ocrflux.errors import EmptyInput, UnsupportedType
 from ocrflux.sniff import MIME_TYPES, sniff
 from schemas.options import ConversionOptions
 from schemas.records import DocumentRequest
+from streams.kafka import KafkaClientError, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -164,18 +164,11 @@ class S3Source:
         self._initial_scan_done = True
 
     async def _back_off(self, exc: Exception) -> bool:
-        """Log one line for a failed attempt and wait; True when asked to stop meanwhile."""
-        delay = self.backoff.next_delay()
-        kind = "access_denied" if isinstance(exc, AccessDenied) else "unavailable"
-        if isinstance(exc, KafkaClientError):
-            kind = "kafka"
-        self.metrics.errors.labels(kind).inc()
-        log.error("%s; retrying in %.3gs (failed attempts: %d)", exc, delay, self.backoff.failures)
-        return await wait_or_stop(self.stop, delay)
+        return await back_off(exc, self.backoff, self.metrics.errors, self.stop, log)
 
     async def _start(self) -> None:
         """Topics, transactions, then the ledger (after the predecessor's open transaction, if
-        any, was aborted by `init_transactions`)."""
+        any, was aborted when the submitter started)."""
         if self._ready and self.submitter.started:
             return
         self._ready = False
@@ -183,8 +176,8 @@ class S3Source:
         if await asyncio.to_thread(ensure_ledger_topic, self.settings):
             log.info("created the ledger topic %s", ledger_topic(self.settings))
         if not self.submitter.started:
-            await asyncio.to_thread(self.submitter.start)
-        self.ledger = await asyncio.to_thread(load_ledger, self.settings, self.bucket, self.prefix)
+            await self.submitter.start()
+        self.ledger = await load_ledger(self.settings, self.bucket, self.prefix)
         self.metrics.ledger_entries.set(len(self.ledger))
         s = self.settings
         how = (
@@ -206,7 +199,7 @@ class S3Source:
     async def _close(self) -> None:
         await self.discovery.close()
         await self.store.close()
-        await asyncio.to_thread(self.submitter.close)
+        await self.submitter.close()
 
     # --- one batch ---------------------------------------------------------------------------
 
@@ -304,7 +297,7 @@ class S3Source:
         if not prepared:
             return
         pairs = [(p.request, p.entry) for p in prepared if p.request and p.entry]
-        await asyncio.to_thread(self.submitter.submit, pairs)
+        await self.submitter.submit(pairs)
         for request, entry in pairs:
             self.ledger.record(entry)
             self.metrics.submitted.inc()

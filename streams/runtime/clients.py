@@ -1,4 +1,4 @@
-"""aiokafka clients configured from the one `KafkaSettings` object."""
+"""The worker's aiokafka producer, configured from the one `KafkaSettings` object."""
 
 from __future__ import annotations
 
@@ -16,10 +16,9 @@ from aiokafka.errors import (
     ProducerFenced,
     UnknownProducerId,
 )
-from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import RecordMetadata
 
-from connectors.kafka_config import KafkaSettings
+from streams.kafka import KafkaSettings
 from streams.runtime.delivery import CURRENT, Deliveries, Resend, backoff_s, resend_once
 from streams.runtime.log_limit import OUTAGE_LOGGER
 
@@ -32,28 +31,10 @@ _FATAL = (OutOfOrderSequenceNumber, ProducerFenced, InvalidProducerEpoch, Unknow
 _ACK_MARGIN_S = 10.0
 
 
-def client_options(settings: KafkaSettings) -> dict[str, Any]:
-    """Connection options shared by every aiokafka client of a worker."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": [s.strip() for s in settings.kafka_bootstrap_servers.split(",")],
-    }
-    protocol = settings.kafka_security_protocol
-    if protocol:
-        options["security_protocol"] = protocol
-        if protocol in ("SSL", "SASL_SSL"):
-            options["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_ca_location)
-    if settings.kafka_sasl_mechanism:
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        password = settings.kafka_sasl_password
-        options["sasl_plain_password"] = password.get_secret_value() if password else None
-    return options
-
-
 def new_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
     """Idempotent, acks from every in-sync replica, records up to the configured maximum."""
     return AIOKafkaProducer(
-        **client_options(settings),
+        **settings.aiokafka_options(),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
+from ocrflux.backoff import full_jitter
 from streams.runtime.log_limit import OUTAGE_LOGGER
 
 _log = logging.getLogger(OUTAGE_LOGGER)
@@ -86,8 +86,9 @@ class Deliveries:
 
 
 def backoff_s(retries: int, first_s: float = RETRY_FIRST_S) -> float:
-    """Full jitter under a ceiling that doubles per retry, up to `RETRY_CAP_S`."""
-    return random.uniform(0, min(RETRY_CAP_S, first_s * 2 ** min(retries, 30)))
+    """The Kafka runtime's wait before retry number `retries` (0-based): `full_jitter` under a
+    ceiling that doubles from `first_s` up to `RETRY_CAP_S`."""
+    return full_jitter(retries, first_s, RETRY_CAP_S)
 
 
 async def resend_once(resend: Resend) -> asyncio.Future[Any]:

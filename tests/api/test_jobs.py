@@ -123,9 +123,9 @@ async def test_callback_is_retried_with_backoff_until_delivered(
     )
     data = pdf_with_lines([["callback me"]])
     accepted = await _submit(http, api, _form(data, callback_url=f"{site.url}/callback"))
-    started = time.monotonic()
+    # Two back-offs with full jitter, under ceilings of 0.2 s then 0.4 s: no lower bound on the
+    # wait (`ocrflux.backoff` is tested on its own), only that the attempts go on.
     calls = await asyncio.to_thread(site.wait_callbacks, 3)
-    assert time.monotonic() - started >= 0.2 + 0.4 * 0.9  # two back-offs: 0.2 s, then 0.4 s
     assert len(calls) == 3
     assert all(call == calls[0] for call in calls)  # the same final status every attempt
     assert calls[0]["job_id"] == accepted["job_id"]

@@ -127,6 +127,9 @@ async def test_a_document_this_instance_forgot_is_answered_again(
                 answer = await response.json()
             assert response.status == 200 and answer["status"] == "success", answer
         assert answer["content"] == REPORT_TEXT
+    # The worker logs its answer after its own table write, so the API may have read the answer
+    # back and replied before the line is written: wait for it (bounded) instead of racing it.
+    await _until_logged(pipeline, "worker", "answered a new submission")
     assert "answered a new submission" in pipeline.processes.log("worker")
 
 
@@ -152,3 +155,10 @@ async def _until_done(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
             return status
         assert time.monotonic() < deadline, status
         await asyncio.sleep(0.1)  # poll interval on the job's status
+
+
+async def _until_logged(pipeline: Pipeline, name: str, text: str) -> None:
+    """Until `text` is in process `name`'s log, or the deadline passed (the caller asserts)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while text not in pipeline.processes.log(name) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)  # poll interval on the log file

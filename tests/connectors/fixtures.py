@@ -27,9 +27,9 @@ from aiohttp import web
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 from pydantic import BaseModel
 
-from connectors.kafka_config import KafkaSettings, ensure_topics
 from deploy.kafka_broker import free_port
 from schemas.records import encode
+from streams.kafka import KafkaSettings, ensure_topics
 from tests.fixtures.processes import ProcessGroup, wait_listening
 
 STARTUP_TIMEOUT_S = 30.0

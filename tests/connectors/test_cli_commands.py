@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from connectors.kafka_config import KafkaSettings
 from schemas.records import DocumentRequest, ProgressEvent, ResultRecord, decode
 from schemas.results import ErrorInfo
+from streams.kafka import KafkaSettings
 from tests.connectors.fixtures import consume, produce
 from tests.fixtures.processes import REPO_ROOT
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from connectors.kafka_config import KafkaSettings
 from schemas.records import DocumentRequest, ResultRecord, decode
 from schemas.results import ErrorInfo
+from streams.kafka import KafkaSettings
 from tests.connectors.fixtures import consume, produce
 from tests.connectors.test_cli_commands import PDF, TIMEOUT_S, _command, _env
 from tests.fixtures.processes import REPO_ROOT

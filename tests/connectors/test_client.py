@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from connectors.blobstore import BlobSettings, FileBlobStore, fetch
 from connectors.client import OcrfluxClient
-from connectors.kafka_config import KafkaClientError, KafkaSettings
 from ocrflux.identity import content_digest, doc_id_for
 from schemas.options import ConversionOptions
 from schemas.records import DocumentRequest, ProgressEvent, ResultRecord, decode, encode
 from schemas.results import ErrorInfo
+from streams.blobstore import BlobSettings, FileBlobStore, fetch
+from streams.kafka import KafkaClientError, KafkaSettings
 from tests.connectors.fixtures import S3Endpoint, consume, produce
 
 pytestmark = pytest.mark.kafka

@@ -1,9 +1,9 @@
-"""What `connectors` and `connectors.blobstore` export, and that each name is really there."""
+"""What `connectors` and `streams.blobstore` export, and that each name is really there."""
 
 from __future__ import annotations
 
 import connectors
-import connectors.blobstore
+import streams.blobstore
 
 
 def test_connectors_exports() -> None:
@@ -19,7 +19,7 @@ def test_connectors_exports() -> None:
 
 
 def test_blobstore_exports() -> None:
-    assert sorted(connectors.blobstore.__all__) == [
+    assert sorted(streams.blobstore.__all__) == [
         "BlobFetcher",
         "BlobReader",
         "BlobSettings",
@@ -35,5 +35,5 @@ def test_blobstore_exports() -> None:
         "fetch",
         "open_blob_store",
     ]
-    for name in connectors.blobstore.__all__:
-        assert getattr(connectors.blobstore, name) is not None
+    for name in streams.blobstore.__all__:
+        assert getattr(streams.blobstore, name) is not None

@@ -375,7 +375,7 @@ def test_worker_variables_are_settings_the_worker_reads(compose: dict[str, Any])
     fields = set(WorkerSettings.model_fields)
     for key in _service(compose, "worker")["environment"]:
         if key.startswith("AWS_"):
-            continue  # botocore's own chain (connectors.blobstore.s3)
+            continue  # botocore's own chain (streams.blobstore.s3)
         assert key.lower() in fields, f"the worker has no setting {key}"
 
 

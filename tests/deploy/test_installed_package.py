@@ -4,6 +4,7 @@ keeps its jars and state in the user's cache folder, never inside site-packages.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's wheel unpacked into a folder of its own (its dependencies come from the
-    test run's environment)."""
+    test run's environment). Built from a copy of the sources, so that the build leaves nothing
+    in the checkout and no build folder left in it is reused."""
+    source = tmp_path_factory.mktemp("source") / "ocrflux-stream"
+    shutil.copytree(
+        REPO_ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".cache", "build", "dist", "*.egg-info", "__pycache__", ".*_cache"
+        ),
+    )
     target = tmp_path_factory.mktemp("site")
-    subprocess.run(
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -28,12 +38,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-deps",
             "--target",
             str(target),
-            str(REPO_ROOT),
+            str(source),
         ],
-        check=True,
+        check=False,
         capture_output=True,
+        text=True,
         timeout=300,
     )
+    assert done.returncode == 0, done.stderr[-3000:]
     assert (target / "deploy" / "kafka" / "pom.xml").is_file()
     return target
 

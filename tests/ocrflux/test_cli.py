@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from connectors.kafka_config import KafkaSettings
 from ocrflux.cli import build_parser
 from schemas.records import ResultRecord
+from streams.kafka import KafkaSettings
 from tests.connectors.fixtures import produce
 from tests.fixtures.processes import REPO_ROOT
 from tests.scenarios import pdf_with_lines, register, twelve_page_report

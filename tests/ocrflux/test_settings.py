@@ -12,10 +12,10 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from connectors.api.settings import ApiSettings
-from connectors.kafka_config import KafkaSettings
 from connectors.s3.settings import S3SourceSettings
 from ocrflux.failures import validation_problems
 from ocrflux.settings import CoreSettings
+from streams.kafka import KafkaSettings
 from streams.settings import WorkerSettings
 
 #: Ours and unprefixed: (variable, settings class, field, a valid value).

@@ -25,7 +25,6 @@ from aiohttp.test_utils import TestServer
 from ocrflux.chat import ChatAnswerError, ChatRequest
 from ocrflux.errors import ModelUnavailable
 from ocrflux.vllm_client import ClientStats, VllmClient, server_urls
-from ocrflux.vllm_retry import backoff_delay
 from ocrflux.vllm_routing import ServerPool
 from ocrflux.vllm_wire import (
     RETRY_AFTER_CAP_S,
@@ -273,7 +272,7 @@ async def test_transport_error_is_retried_on_the_other_server(
         response = await client.complete(req("again"))  # the first pick is the bad server
         assert response.content == "again"
         assert len(fake.bodies) == 1
-        assert len(fake_time.sleeps) == 1 and 0.125 <= fake_time.sleeps[0] <= 0.25
+        assert len(fake_time.sleeps) == 1 and 0 <= fake_time.sleeps[0] <= 0.25
         assert client.health() == {bad_url: False, good_url: True}
         stats = client.stats
         assert (stats.requests_sent, stats.successes, stats.answer_errors) == (2, 1, 0)
@@ -293,7 +292,7 @@ async def test_budget_spent_raises_model_unavailable(refused_url: str, fake_time
         assert isinstance(info.value.__cause__, aiohttp.ClientConnectionError)
         sleeps = fake_time.sleeps
         assert sum(sleeps) == pytest.approx(5.0)  # the last sleep is cut to the budget
-        assert 0.5 <= sleeps[0] <= 1.0 and all(s <= 2.0 for s in sleeps)
+        assert 0 <= sleeps[0] <= 1.0 and all(0 <= s <= 2.0 for s in sleeps)
         stats = client.stats
         assert stats.transport_errors == len(sleeps) + 1 == stats.requests_sent
         assert (stats.transport_retries, stats.unavailable) == (len(sleeps), 1)
@@ -383,7 +382,7 @@ async def test_429_without_retry_after_backs_off_exponentially(
         assert (await client.complete(req("at last"))).content == "at last"
         assert len(fake.bodies) == 4 and {b["temperature"] for b in fake.bodies} == {0.0}
         for slept, ceiling in zip(fake_time.sleeps, (0.25, 0.5, 1.0), strict=True):
-            assert ceiling / 2 <= slept <= ceiling
+            assert 0 <= slept <= ceiling
         assert client.health() == {url: True}
         assert_counters_add_up(client.stats)
 
@@ -539,14 +538,6 @@ async def test_waiters_are_served_in_order_and_cancelled_ones_skipped():
 
 async def _noop() -> None:
     return None
-
-
-def test_backoff_grows_with_jitter_and_is_capped():
-    rng = random.Random(1)
-    for retry, ceiling in [(0, 0.25), (1, 0.5), (2, 1.0), (5, 8.0), (6, 10.0), (500, 10.0)]:
-        delays = [backoff_delay(retry, 0.25, 10.0, rng) for _ in range(50)]
-        assert all(ceiling / 2 <= d <= ceiling for d in delays)
-        assert len(set(delays)) > 1
 
 
 # --- health ----------------------------------------------------------------------------------

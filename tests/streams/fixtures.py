@@ -23,9 +23,7 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from connectors.blobstore import BlobSettings
 from connectors.client import OcrfluxClient
-from connectors.kafka_config import KafkaSettings
 from deploy import kafka_broker
 from deploy.processes import stop_pid
 from ocrflux.convert import convert_document
@@ -34,6 +32,8 @@ from ocrflux.vllm_client import VllmClient
 from schemas.options import ConversionOptions
 from schemas.records import decode
 from schemas.results import DocumentResult
+from streams.blobstore import BlobSettings
+from streams.kafka import KafkaSettings
 from tests.fixtures.processes import ProcessGroup
 from tests.scenarios import DocumentCase
 

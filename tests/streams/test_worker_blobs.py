@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.blobstore import UrlRefused
+from streams.blobstore import UrlRefused
 from streams.settings import WorkerSettings
 from streams.worker import WorkerBlobs
 from tests.connectors.fixtures import DOC_BYTES, LOOPBACK, HttpBlobs

@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from connectors.kafka_config import KafkaSettings
 from deploy.kafka_broker import free_port
 from schemas.records import DocumentRequest, decode
+from streams.kafka import KafkaSettings
 from tests.connectors.fixtures import STARTUP_TIMEOUT_S, STOP_TIMEOUT_S, S3Endpoint
 from tests.fixtures.processes import ProcessGroup, wait_listening
 from tests.scenarios import DocumentCase, generated_cases

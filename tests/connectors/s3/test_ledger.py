@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import Producer
 
-from connectors.kafka_config import KafkaSettings
 from connectors.s3.errors import FatalError
 from connectors.s3.ledger import (
     Ledger,
@@ -19,6 +18,7 @@ from connectors.s3.ledger import (
 from connectors.s3.submitter import Submitter
 from schemas.options import ConversionOptions
 from schemas.records import DocumentRequest
+from streams.kafka import KafkaSettings
 from tests.connectors.s3.fixtures import document_requests
 
 SHA = "ab" * 32
@@ -70,26 +70,27 @@ def test_the_ledger_in_memory() -> None:
 
 
 @pytest.mark.kafka
-def test_committed_submissions_are_read_back_and_aborted_ones_are_not(
+async def test_committed_submissions_are_read_back_and_aborted_ones_are_not(
     kafka_settings: KafkaSettings,
 ) -> None:
     assert ensure_ledger_topic(kafka_settings)
     assert not ensure_ledger_topic(kafka_settings)
     first = Submitter(kafka_settings, "test-source")
-    first.start()
-    first.submit([_pair("a.pdf", "e1"), _pair("b.pdf", "e1")])
-    first.submit([_pair("a.pdf", "e2", revision=2)])
+    await first.start()
+    await first.submit([_pair("a.pdf", "e1"), _pair("b.pdf", "e1")])
+    await first.submit([_pair("a.pdf", "e2", revision=2)])
     # An open transaction, as a SIGKILL would leave it: invisible, then aborted by the successor.
     assert first._producer is not None
-    first._producer.begin_transaction()
+    await first._producer.begin_transaction()
     request, entry = _pair("c.pdf", "e1")
-    first._producer.produce(kafka_settings.topics.documents, key=b"x", value=b"{}")
-    first._producer.produce(ledger_topic(kafka_settings), key=b"bkt/c.pdf", value=entry.encode())
-    first._producer.flush(10)
+    await first._producer.send_and_wait(kafka_settings.topics.documents, key=b"x", value=b"{}")
+    await first._producer.send_and_wait(
+        ledger_topic(kafka_settings), key=b"bkt/c.pdf", value=entry.encode()
+    )
 
     second = Submitter(kafka_settings, "test-source")
-    second.start()  # fences `first` and aborts its open transaction
-    ledger = load_ledger(kafka_settings, "bkt")
+    await second.start()  # fences `first` and aborts its open transaction
+    ledger = await load_ledger(kafka_settings, "bkt")
     assert len(ledger) == 2
     assert ledger.get("a.pdf") is not None and ledger.get("a.pdf").etag == "e2"  # type: ignore[union-attr]
     assert ledger.next_revision("a.pdf") == 3
@@ -97,39 +98,39 @@ def test_committed_submissions_are_read_back_and_aborted_ones_are_not(
     assert len(document_requests(kafka_settings)) == 3
 
     with pytest.raises(FatalError, match="took over"):
-        first.submit([(request, entry)])
-    second.submit([(request, entry)])  # the successor goes on
-    second.close()
-    assert load_ledger(kafka_settings, "bkt").get("c.pdf") is not None
+        await first.submit([(request, entry)])
+    await second.submit([(request, entry)])  # the successor goes on
+    await second.close()
+    assert (await load_ledger(kafka_settings, "bkt")).get("c.pdf") is not None
 
 
 @pytest.mark.kafka
-def test_a_second_source_on_the_same_objects_fences_the_first(
+async def test_a_second_source_on_the_same_objects_fences_the_first(
     kafka_settings: KafkaSettings,
 ) -> None:
     ensure_ledger_topic(kafka_settings)
     first = Submitter(kafka_settings, "test-fence")
-    first.start()
-    first.submit([_pair("a.pdf", "e1")])
+    await first.start()
+    await first.submit([_pair("a.pdf", "e1")])
     second = Submitter(kafka_settings, "test-fence")
-    second.start()
+    await second.start()
     with pytest.raises(FatalError, match="another s3-source with the same instance id"):
-        first.submit([_pair("b.pdf", "e1")])
-    second.close()
-    assert len(load_ledger(kafka_settings, "bkt")) == 1
+        await first.submit([_pair("b.pdf", "e1")])
+    await second.close()
+    assert len(await load_ledger(kafka_settings, "bkt")) == 1
 
 
 @pytest.mark.kafka
-def test_a_tombstone_forgets_an_object(kafka_settings: KafkaSettings) -> None:
+async def test_a_tombstone_forgets_an_object(kafka_settings: KafkaSettings) -> None:
     ensure_ledger_topic(kafka_settings)
     submitter = Submitter(kafka_settings, "test-tombstone")
-    submitter.start()
-    submitter.submit([_pair("a.pdf", "e1"), _pair("b.pdf", "e1")])
-    submitter.close()
+    await submitter.start()
+    await submitter.submit([_pair("a.pdf", "e1"), _pair("b.pdf", "e1")])
+    await submitter.close()
     producer = Producer(kafka_settings.producer_config())
     producer.produce(ledger_topic(kafka_settings), key=b"bkt/a.pdf", value=None)
     producer.produce(ledger_topic(kafka_settings), key=b"bkt/z.pdf", value=b"not json")
     assert producer.flush(10) == 0
-    ledger = load_ledger(kafka_settings, "bkt")
+    ledger = await load_ledger(kafka_settings, "bkt")
     assert ledger.get("a.pdf") is None and ledger.get("b.pdf") is not None
-    assert load_ledger(kafka_settings, "other-bucket").get("b.pdf") is None
+    assert (await load_ledger(kafka_settings, "other-bucket")).get("b.pdf") is None

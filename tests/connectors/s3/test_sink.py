@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from connectors.blobstore import FileBlobStore
-from connectors.kafka_config import KafkaSettings
 from connectors.s3.metrics import SinkMetrics
 from connectors.s3.settings import S3SinkSettings
 from connectors.s3.sink import S3Sink, is_stale, render
 from schemas.records import ResultRecord
 from schemas.results import ErrorInfo
+from streams.blobstore import FileBlobStore
+from streams.kafka import KafkaSettings
 from tests.connectors.fixtures import S3Endpoint, produce
 from tests.connectors.s3.fixtures import boto_client, object_keys
 

@@ -61,7 +61,7 @@ class FakeSubmitter:
         self.fail: Exception | None = None
         self.started = True
 
-    def submit(self, items: Sequence[tuple[DocumentRequest, LedgerEntry]]) -> None:
+    async def submit(self, items: Sequence[tuple[DocumentRequest, LedgerEntry]]) -> None:
         if self.fail is not None:
             raise self.fail
         self.transactions.append(list(items))
@@ -70,10 +70,10 @@ class FakeSubmitter:
     def requests(self) -> list[DocumentRequest]:
         return [request for items in self.transactions for request, _ in items]
 
-    def start(self) -> None:
+    async def start(self) -> None:
         return None
 
-    def close(self) -> None:
+    async def close(self) -> None:
         return None
 
 
@@ -199,8 +199,8 @@ async def test_a_stop_request_ends_the_batch_after_the_current_chunk() -> None:
     acks = Acks()
     original = submitter.submit
 
-    def submit_then_stop(items: Sequence[tuple[DocumentRequest, LedgerEntry]]) -> None:
-        original(items)
+    async def submit_then_stop(items: Sequence[tuple[DocumentRequest, LedgerEntry]]) -> None:
+        await original(items)
         source.stop.set()
 
     submitter.submit = submit_then_stop  # type: ignore[method-assign]
@@ -238,8 +238,9 @@ async def test_the_run_loop_backs_off_with_one_line_per_failure(
         assert await source.run() == 0
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 4
-    delays = [e.split("retrying in ")[1].split("s ")[0] for e in errors]
-    assert delays == ["0.01", "0.02", "0.04", "0.04"]  # doubling, capped at the maximum
+    delays = [float(e.split("retrying in ")[1].split("s ")[0]) for e in errors]
+    ceilings = [0.01, 0.02, 0.04, 0.04]  # doubling, capped at the maximum (full jitter under it)
+    assert all(0 <= d <= c for d, c in zip(delays, ceilings, strict=True)), delays
     assert all("SignatureDoesNotMatch" in e for e in errors)
     assert source.backoff.failures == 0  # reset after the success
     assert source.metrics.errors.labels("access_denied")._value.get() == 4

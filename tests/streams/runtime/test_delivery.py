@@ -18,8 +18,8 @@ from confluent_kafka import Producer as SyncProducer
 from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import BaseModel
 
-from connectors.kafka_config import KafkaSettings
-from streams.runtime.clients import Producer, client_options
+from streams.kafka import KafkaSettings
+from streams.runtime.clients import Producer
 from streams.runtime.delivery import CURRENT, Deliveries
 from streams.runtime.runner import RoleRunner
 from streams.runtime.table import ChangelogTable
@@ -57,7 +57,7 @@ async def _until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None
 
 
 async def _committed(settings: KafkaSettings, group: str, tp: TopicPartition) -> int | None:
-    consumer = AIOKafkaConsumer(**client_options(settings), group_id=group)
+    consumer = AIOKafkaConsumer(**settings.aiokafka_options(), group_id=group)
     await consumer.start()
     try:
         return await consumer.committed(tp)
@@ -77,7 +77,7 @@ def _runner(
         topic=topic,
         group_id=group,
         handler=handler,
-        consumer_options={**client_options(settings), "session_timeout_ms": 10000},
+        consumer_options={**settings.aiokafka_options(), "session_timeout_ms": 10000},
         commit_interval_s=0.1,
         drain_timeout_s=1.0,
         **extra,
@@ -166,7 +166,7 @@ async def test_a_failed_changelog_write_is_replaced_by_the_current_value(
     await producer.start()
     try:
         table = ChangelogTable(
-            producer, changelog, Value.model_validate_json, client_options(settings)
+            producer, changelog, Value.model_validate_json, settings.aiokafka_options()
         )
         table.current_partition = 0
         deliveries = Deliveries()
@@ -178,7 +178,7 @@ async def test_a_failed_changelog_write_is_replaced_by_the_current_value(
         repeated = await deliveries.settle(retry_first_s=0.01)
         CURRENT.set(None)
         fresh = ChangelogTable(
-            producer, changelog, Value.model_validate_json, client_options(settings)
+            producer, changelog, Value.model_validate_json, settings.aiokafka_options()
         )
         await fresh.restore({0})
     finally:

@@ -10,8 +10,8 @@ import pytest
 from aiokafka import ConsumerRecord
 from confluent_kafka import Producer as SyncProducer
 
-from connectors.kafka_config import KafkaSettings, ensure_topics
-from streams.runtime.clients import Producer, client_options
+from streams.kafka import KafkaSettings, ensure_topics
+from streams.runtime.clients import Producer
 from streams.runtime.runner import RoleRunner
 
 pytestmark = pytest.mark.kafka
@@ -55,7 +55,7 @@ async def test_rebalance_hands_each_record_to_exactly_one_member(
     producer = Producer(settings, client_id="runner-test")
     await producer.start()
     options = {
-        **client_options(settings),
+        **settings.aiokafka_options(),
         "session_timeout_ms": 10000,
         "heartbeat_interval_ms": 1000,
     }

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from connectors.kafka_config import KafkaSettings, ensure_topics
-from streams.runtime.clients import Producer, client_options
+from streams.kafka import KafkaSettings, ensure_topics
+from streams.runtime.clients import Producer
 from streams.runtime.delivery import CURRENT, Deliveries
 from streams.runtime.table import ChangelogTable
 
@@ -33,7 +33,7 @@ async def test_restore_rebuilds_the_written_state(kafka_bootstrap: str, unique_n
     producer = Producer(settings, client_id="table-test")
     await producer.start()
     try:
-        table = ChangelogTable(producer, topic, _decode, client_options(settings))
+        table = ChangelogTable(producer, topic, _decode, settings.aiokafka_options())
         for partition, key in [(0, "a"), (1, "b"), (2, "c"), (1, "d")]:
             table.current_partition = partition
             table[key] = Value(n=1)
@@ -46,7 +46,7 @@ async def test_restore_rebuilds_the_written_state(kafka_bootstrap: str, unique_n
         await deliveries.settle()
         CURRENT.set(None)
 
-        fresh = ChangelogTable(producer, topic, _decode, client_options(settings))
+        fresh = ChangelogTable(producer, topic, _decode, settings.aiokafka_options())
         assert await fresh.restore({1, 2}) == 5  # b, c, d, b again, d's tombstone
         assert dict(fresh) == {"b": Value(n=2), "c": Value(n=1)}
         fresh.drop({2})

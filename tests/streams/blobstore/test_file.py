@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from connectors.blobstore import BlobStoreError, FileBlobStore
-from connectors.blobstore.base import blob_key, safe_name
 from ocrflux.errors import FetchFailed, TooLarge
+from streams.blobstore import BlobStoreError, FileBlobStore
+from streams.blobstore.base import blob_key, safe_name
 
 
 async def test_put_then_get_returns_the_same_bytes(tmp_path: Path) -> None:

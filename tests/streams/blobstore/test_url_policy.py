@@ -7,8 +7,8 @@ import ipaddress
 
 import pytest
 
-from connectors.blobstore import UrlPolicy, UrlRefused
-from connectors.blobstore.url_policy import parse_networks
+from streams.blobstore import UrlPolicy, UrlRefused
+from streams.blobstore.url_policy import parse_networks
 
 
 def _v4(text: str) -> int:

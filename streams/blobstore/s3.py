@@ -19,8 +19,8 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from connectors.blobstore.base import BlobStore, BlobStoreError, blob_key, unsupported_scheme
 from ocrflux.errors import FetchFailed, TooLarge
+from streams.blobstore.base import BlobStore, BlobStoreError, blob_key, unsupported_scheme
 
 _CHUNK_BYTES = 1024 * 1024
 # A connection that takes longer than this is not coming; a read stalled this long is broken.

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.blobstore import (
+from ocrflux.errors import FetchFailed
+from streams.blobstore import (
     BlobFetcher,
     BlobSettings,
     FileBlobStore,
@@ -17,7 +18,6 @@ from connectors.blobstore import (
     fetch,
     open_blob_store,
 )
-from ocrflux.errors import FetchFailed
 from tests.connectors.fixtures import DOC_BYTES, LOOPBACK, HttpBlobs
 
 

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from connectors.blobstore.base import BlobReader, BlobStore, unsupported_scheme
-from connectors.blobstore.file import FileBlobStore, path_from_file_url
-from connectors.blobstore.http import DEFAULT_TIMEOUT_S, HttpFetcher
-from connectors.blobstore.s3 import S3BlobStore
-from connectors.blobstore.url_policy import IpNetwork, UrlPolicy, parse_networks
 from deploy.kafka_broker import cache_home
 from ocrflux.errors import FetchFailed
 from ocrflux.settings_base import OcrfluxSettings
+from streams.blobstore.base import BlobReader, BlobStore, unsupported_scheme
+from streams.blobstore.file import FileBlobStore, path_from_file_url
+from streams.blobstore.http import DEFAULT_TIMEOUT_S, HttpFetcher
+from streams.blobstore.s3 import S3BlobStore
+from streams.blobstore.url_policy import IpNetwork, UrlPolicy, parse_networks
 
 
 def default_blob_dir() -> Path:
@@ -36,10 +34,10 @@ class BlobSettings(OcrfluxSettings):
         OCRFLUX_FETCH_TIMEOUT_S  time limit of one `http(s)://` download
         OCRFLUX_FETCH_ALLOW    CIDRs that fetches of caller-given URLs (`http(s)://`
                                references, the API's `/convert/url` and callbacks) may reach
-                               although not public (`connectors.blobstore.url_policy`)
+                               although not public (`streams.blobstore.url_policy`)
 
     S3 endpoint, region and credentials follow botocore's usual chain (`AWS_ENDPOINT_URL`,
-    `AWS_DEFAULT_REGION`, `AWS_ACCESS_KEY_ID`, ...), see `connectors.blobstore.s3`.
+    `AWS_DEFAULT_REGION`, `AWS_ACCESS_KEY_ID`, ...), see `streams.blobstore.s3`.
     """
 
     ocrflux_blob_url: str | None = None
@@ -143,17 +141,6 @@ class BlobFetcher(BlobReader):
         self._opened.clear()
         for reader in opened.values():
             await reader.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 async def fetch(

@@ -9,7 +9,7 @@ judged by that address: IPv4-mapped, IPv4-compatible, IPv4-translated, 6to4, Ter
 client) and well-known NAT64; local-use NAT64 is refused whole. Networks in `allow`
 (`OCRFLUX_FETCH_ALLOW`) pass, except cloud metadata addresses, which never do.
 
-The policy only judges; `connectors.blobstore.guarded_http` applies it to the address each
+The policy only judges; `streams.blobstore.guarded_http` applies it to the address each
 connection really uses and to every redirect.
 """
 

@@ -23,8 +23,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from connectors.blobstore.url_policy import UrlPolicy, UrlRefused
 from ocrflux.errors import FetchFailed, TooLarge
+from streams.blobstore.url_policy import UrlPolicy, UrlRefused
 
 __all__ = ["GuardedHttp"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.blobstore import BlobFetcher, S3BlobStore, open_blob_store
 from ocrflux.errors import FetchFailed, TooLarge
+from streams.blobstore import BlobFetcher, S3BlobStore, open_blob_store
 from tests.connectors.fixtures import S3Endpoint
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
+import certifi
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from connectors.kafka_config import KafkaSettings, TopicNames, ensure_topics
 from deploy.kafka_broker import DEFAULT_MESSAGE_MAX_BYTES, BrokerError
+from streams.kafka import KafkaSettings, TopicNames, ensure_topics
 
 
 def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,3 +96,39 @@ def test_ensure_topics_creates_missing_topics_once(kafka_bootstrap: str, unique_
     assert configs[topics.documents]["cleanup.policy"].value == "delete"
     for name in topics.all():
         assert configs[name]["max.message.bytes"].value == str(4 * 1024 * 1024)
+
+
+PROTOCOLS = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+MECHANISMS = [None, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_both_clients_get_the_same_security_settings(protocol: str, mechanism: str | None) -> None:
+    """confluent-kafka (SDK, CLI) and aiokafka (workers, API, connectors) are configured from one
+    settings object: for every protocol and SASL mechanism they connect the same way."""
+    ca_file = certifi.where()
+    settings = KafkaSettings(
+        kafka_bootstrap_servers="k1:9092, k2:9093",
+        kafka_security_protocol=protocol,
+        kafka_sasl_mechanism=mechanism,
+        kafka_sasl_username="ocr" if mechanism else None,
+        kafka_sasl_password="hunter2" if mechanism else None,
+        kafka_ssl_ca_location=ca_file,
+    )
+    librdkafka = settings.as_librdkafka_dict()
+    aiokafka = settings.aiokafka_options()
+
+    assert aiokafka["bootstrap_servers"] == ["k1:9092", "k2:9093"]
+    assert librdkafka["bootstrap.servers"] == "k1:9092, k2:9093"
+    assert librdkafka["security.protocol"] == aiokafka["security_protocol"] == protocol
+    uses_tls = protocol in ("SSL", "SASL_SSL")
+    assert isinstance(aiokafka.get("ssl_context"), ssl.SSLContext) is uses_tls
+    if uses_tls:  # the context trusts exactly the CA bundle librdkafka is given
+        assert librdkafka["ssl.ca.location"] == ca_file
+        assert aiokafka["ssl_context"].cert_store_stats()["x509_ca"] == len(
+            ssl.create_default_context(cafile=ca_file).get_ca_certs()
+        )
+    assert librdkafka.get("sasl.mechanism") == aiokafka.get("sasl_mechanism") == mechanism
+    assert librdkafka.get("sasl.username") == aiokafka.get("sasl_plain_username")
+    assert librdkafka.get("sasl.password") == aiokafka.get("sasl_plain_password")

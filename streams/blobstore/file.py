@@ -9,8 +9,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
-from connectors.blobstore.base import BlobStore, BlobStoreError, blob_key, unsupported_scheme
 from ocrflux.errors import FetchFailed, TooLarge
+from streams.blobstore.base import BlobStore, BlobStoreError, blob_key, unsupported_scheme
 
 
 class FileBlobStore(BlobStore):

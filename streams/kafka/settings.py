@@ -1,4 +1,4 @@
-"""Kafka connection settings, topic names and topic creation, shared by the SDK and the worker.
+"""Kafka connection settings and topic names: one object that configures both Kafka clients.
 
 `KafkaSettings` is the one place that reads the Kafka environment variables:
 
@@ -22,7 +22,6 @@ names keep the spelling Kafka tools share. `KAFKA_SASL_PASSWORD` can also be a f
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import astuple, dataclass
 from typing import Any, Literal
 
@@ -38,12 +37,10 @@ __all__ = [
     "KafkaSettings",
     "LibrdkafkaConfig",
     "TopicNames",
-    "ensure_topics",
-    "partition_counts",
 ]
 
 #: Where librdkafka's own log lines go (instead of raw lines on stderr) for our clients.
-LIBRDKAFKA_LOGGER = logging.getLogger("connectors.librdkafka")
+LIBRDKAFKA_LOGGER = logging.getLogger("streams.kafka.librdkafka")
 
 #: A confluent-kafka (librdkafka) client configuration.
 LibrdkafkaConfig = dict[str, str | int | float | bool]
@@ -122,6 +119,25 @@ class KafkaSettings(OcrfluxSettings):
         config.update({key: value for key, value in optional.items() if value is not None})
         return config
 
+    def aiokafka_options(self) -> dict[str, Any]:
+        """The same connection as `as_librdkafka_dict`, in aiokafka's keyword arguments."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": [s.strip() for s in self.kafka_bootstrap_servers.split(",")],
+        }
+        protocol = self.kafka_security_protocol
+        if protocol:
+            options["security_protocol"] = protocol
+            if protocol in ("SSL", "SASL_SSL"):
+                from aiokafka.helpers import create_ssl_context
+
+                options["ssl_context"] = create_ssl_context(cafile=self.kafka_ssl_ca_location)
+        if self.kafka_sasl_mechanism:
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            password = self.kafka_sasl_password
+            options["sasl_plain_password"] = password.get_secret_value() if password else None
+        return options
+
     def producer_config(self, **overrides: Any) -> LibrdkafkaConfig:
         """An idempotent, acks=all producer whose largest record is `kafka_message_max_bytes`."""
         return {
@@ -176,80 +192,3 @@ class TopicNames:
 
     def all(self) -> tuple[str, ...]:
         return astuple(self)
-
-
-def topic_configs(settings: KafkaSettings) -> dict[str, dict[str, str]]:
-    """Per-topic configuration: every topic takes the largest record; results are compacted
-    (the latest result per doc_id is the answer), and so is the assembler's changelog."""
-    topics = settings.topics
-    base = {"max.message.bytes": str(settings.kafka_message_max_bytes)}
-    configs = {name: dict(base) for name in topics.all()}
-    configs[topics.results]["cleanup.policy"] = "compact"
-    configs[topics.assembly_state]["cleanup.policy"] = "compact"
-    return configs
-
-
-def ensure_topics(
-    settings: KafkaSettings,
-    *,
-    partitions: int | Mapping[str, int] | None = None,
-    replication_factor: int | None = None,
-    timeout_s: float = 30.0,
-) -> list[str]:
-    """Create the prefix's topics that do not exist yet; returns the names it created.
-
-    `partitions` is one count for every topic or a count per topic name (others take
-    `settings.kafka_topic_partitions`). Existing topics are left as they are.
-    """
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    default_partitions = settings.kafka_topic_partitions
-    per_topic = partitions if isinstance(partitions, Mapping) else {}
-    if isinstance(partitions, int):
-        default_partitions = partitions
-    replicas = replication_factor or settings.kafka_replication_factor
-    admin = AdminClient({**settings.as_librdkafka_dict(), "logger": LIBRDKAFKA_LOGGER})  # type: ignore[dict-item]
-    try:
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
-    except KafkaException as exc:
-        raise KafkaClientError(
-            f"cannot list topics at {settings.kafka_bootstrap_servers}: {exc}"
-        ) from exc
-    wanted = [
-        NewTopic(name, per_topic.get(name, default_partitions), replicas, config=config)
-        for name, config in topic_configs(settings).items()
-        if name not in existing
-    ]
-    if not wanted:
-        return []
-    created: list[str] = []
-    futures = admin.create_topics(wanted, operation_timeout=timeout_s, request_timeout=timeout_s)
-    for name, future in futures.items():
-        try:
-            future.result(timeout=timeout_s)
-        except KafkaException as exc:
-            if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                continue  # another process created it meanwhile
-            raise KafkaClientError(f"cannot create topic {name}: {exc}") from exc
-        except TimeoutError as exc:
-            raise KafkaClientError(f"creating topic {name} timed out after {timeout_s}s") from exc
-        created.append(name)
-    return sorted(created)
-
-
-def partition_counts(
-    settings: KafkaSettings, topics: list[str], timeout_s: float = 30.0
-) -> dict[str, int]:
-    """How many partitions each of `topics` has (0 for a topic that does not exist)."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient(settings.as_librdkafka_dict())
-    try:
-        metadata = admin.list_topics(timeout=timeout_s).topics
-    except KafkaException as exc:
-        raise KafkaClientError(
-            f"cannot list topics at {settings.kafka_bootstrap_servers}: {exc}"
-        ) from exc
-    return {t: len(metadata[t].partitions) if t in metadata else 0 for t in topics}

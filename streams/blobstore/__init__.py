@@ -15,19 +15,19 @@ Read errors are `ocrflux.errors.FetchFailed` (`UrlRefused` for a refused URL) an
 write errors are `BlobStoreError`.
 """
 
-from connectors.blobstore.base import BlobReader, BlobStore, BlobStoreError
-from connectors.blobstore.factory import (
+from streams.blobstore.base import BlobReader, BlobStore, BlobStoreError
+from streams.blobstore.factory import (
     BlobFetcher,
     BlobSettings,
     default_blob_dir,
     fetch,
     open_blob_store,
 )
-from connectors.blobstore.file import FileBlobStore
-from connectors.blobstore.guarded_http import GuardedHttp
-from connectors.blobstore.http import HttpFetcher
-from connectors.blobstore.s3 import S3BlobStore
-from connectors.blobstore.url_policy import UrlPolicy, UrlRefused
+from streams.blobstore.file import FileBlobStore
+from streams.blobstore.guarded_http import GuardedHttp
+from streams.blobstore.http import HttpFetcher
+from streams.blobstore.s3 import S3BlobStore
+from streams.blobstore.url_policy import UrlPolicy, UrlRefused
 
 __all__ = [
     "BlobFetcher",

@@ -7,9 +7,9 @@ import ipaddress
 
 import pytest
 
-from connectors.blobstore import HttpFetcher, UrlPolicy, UrlRefused
 from deploy.kafka_broker import free_port
 from ocrflux.errors import FetchFailed, TooLarge
+from streams.blobstore import HttpFetcher, UrlPolicy, UrlRefused
 from tests.connectors.fixtures import BIG_BYTES, DOC_BYTES, LOOPBACK, HttpBlobs
 
 ALLOW_LOOPBACK = UrlPolicy([ipaddress.ip_network(LOOPBACK)])

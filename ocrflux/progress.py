@@ -1,5 +1,10 @@
-"""Plain-text progress bars, one per document: redrawn in place on a terminal, as occasional
-lines otherwise (logs, CI). No dependencies beyond the standard library."""
+"""The one progress display of the command line: a line per document, `name: page N/M [bar]
+stage`, redrawn in place on a terminal and written as occasional lines otherwise (logs, CI).
+
+`ocrflux convert` shows its one document through `ProgressBoard.pages` (a `ProgressCallback`);
+`ocrflux submit --wait` feeds the board the progress events and results it reads from Kafka.
+No dependencies beyond the standard library and the records of `schemas/`.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,15 @@ from typing import TextIO
 
 from schemas.records import ProgressEvent, ResultRecord
 
+__all__ = ["BAR_WIDTH", "LINE_INTERVAL_S", "ProgressBoard"]
+
 BAR_WIDTH = 24
-#: Without a terminal, a document's line is repeated at most this often while its pages advance.
+#: Room for the page count ("1234/1234"), so that the bars of several documents line up.
+_COUNT_WIDTH = 9
+#: Without a terminal, a document's line is repeated at most this often while its pages advance
+#: (a line is written at once when its stage changes, its pages are all done or it finishes).
 LINE_INTERVAL_S = 5.0
+_FINISHED = ("completed", "partial", "failed")
 
 
 @dataclass
@@ -27,11 +38,11 @@ class _Row:
 
     @property
     def finished(self) -> bool:
-        return self.stage in ("completed", "partial", "failed")
+        return self.stage in _FINISHED
 
 
 class ProgressBoard:
-    """Bars for documents keyed by `doc_id`, labelled with `labels[doc_id]`."""
+    """A line for each document keyed in `labels` (key -> the name shown)."""
 
     def __init__(
         self,
@@ -42,7 +53,7 @@ class ProgressBoard:
         interval_s: float = LINE_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._rows = {doc_id: _Row(label) for doc_id, label in labels.items()}
+        self._rows = {key: _Row(label) for key, label in labels.items()}
         self._stream = stream
         self._tty = stream.isatty() if tty is None else tty
         self._interval_s = interval_s
@@ -51,17 +62,24 @@ class ProgressBoard:
         self._width = max((len(label) for label in labels.values()), default=0)
 
     def draw(self) -> None:
-        """Show every bar now (on a terminal; lines are only written as documents advance)."""
+        """Show every line now (on a terminal; lines are only written as documents advance)."""
         if self._tty:
             self._redraw()
 
-    def update(self, event: ProgressEvent) -> None:
-        row = self._rows.get(event.doc_id)
+    def advance(self, key: str, done: int, total: int, stage: str = "") -> None:
+        """`done` of `total` pages of document `key`, in `stage` (none shown when empty)."""
+        row = self._rows.get(key)
         if row is None or row.finished:
             return
-        row.stage = event.stage
-        row.done, row.total = event.pages_done, event.pages_total
+        row.stage, row.done, row.total = stage, done, total
         self._show(row)
+
+    def pages(self, key: str) -> Callable[[int, int], None]:
+        """A `ProgressCallback` (pages done, pages in all) for document `key`."""
+        return lambda done, total: self.advance(key, done, total)
+
+    def update(self, event: ProgressEvent) -> None:
+        self.advance(event.doc_id, event.pages_done, event.pages_total, event.stage)
 
     def finish(self, result: ResultRecord) -> None:
         row = self._rows.get(result.doc_id)
@@ -75,7 +93,7 @@ class ProgressBoard:
         self._show(row)
 
     def close(self) -> None:
-        """End the board: on a terminal, leave the cursor below the bars."""
+        """End the board (every line ends in a newline: the cursor is already below them)."""
         self._stream.flush()
 
     def line(self, row: _Row) -> str:
@@ -85,8 +103,9 @@ class ProgressBoard:
             count = f"{row.done}/{row.total}"
         else:
             bar, count = "-" * BAR_WIDTH, "?/?"
-        text = f"{row.label:<{self._width}}  [{bar}] {count:>9}  {row.stage}"
-        return f"{text} {row.note}".rstrip()
+        name = f"{row.label}:"
+        text = f"{name:<{self._width + 1}} page {count:<{_COUNT_WIDTH}} [{bar}]  {row.stage}"
+        return f"{text.rstrip()} {row.note}".rstrip()
 
     def _show(self, row: _Row) -> None:
         if self._tty:
@@ -97,15 +116,16 @@ class ProgressBoard:
         if state == row.printed_state:
             return
         stage_changed = row.printed_state is None or row.printed_state[0] != row.stage
+        all_done = row.total > 0 and row.done >= row.total
         due = row.printed_at is None or now - row.printed_at >= self._interval_s
-        if stage_changed or row.finished or due:
+        if stage_changed or all_done or row.finished or due:
             self._stream.write(self.line(row) + "\n")
             self._stream.flush()
             row.printed_at, row.printed_state = now, state
 
     def _redraw(self) -> None:
         if self._drawn:
-            self._stream.write(f"\x1b[{self._drawn}F")  # to the start of the first bar
+            self._stream.write(f"\x1b[{self._drawn}F")  # to the start of the first line
         for row in self._rows.values():
             self._stream.write("\x1b[2K" + self.line(row) + "\n")
         self._drawn = len(self._rows)
