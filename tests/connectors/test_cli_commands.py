@@ -344,9 +344,6 @@ def test_submit_file_names_that_are_not_utf8(kafka_settings: KafkaSettings, tmp_
 
 
 @pytest.mark.kafka
-@pytest.mark.skipif(
-    "warnings" not in ResultRecord.model_fields, reason="results carry no warnings yet"
-)
 def test_submit_wait_prints_warnings(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
     source = tmp_path / "damaged.pdf"
     source.write_bytes(PDF + b"damaged")

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from schemas.results import DocumentResult
 from tests.scenarios import REPORT_TEXT, pdf_with_lines, register, twelve_page_report
 
 
@@ -148,9 +147,6 @@ def test_write_error_after_converting_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.skipif(
-    "warnings" not in DocumentResult.model_fields, reason="results carry no warnings yet"
-)
 def test_warnings_are_printed(tmp_path: Path) -> None:
     data = pdf_with_lines([["first"], ["second"]])
     source = tmp_path / "damaged.pdf"
