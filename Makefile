@@ -78,15 +78,20 @@ bench-api: setup ## HTTP API: 50 concurrent uploads, server peak memory -> BENCH
 	$(VENV)/bin/python -m bench.bench_api
 
 .PHONY: bench-stream
-bench-stream: setup $(BENCH_INSTALLED) ## stream pipeline: saturation, overhead, latency, memory, side by side -> BENCHMARKS.md
+bench-stream: setup $(BENCH_INSTALLED) ## stream pipeline (about 20 min): saturation, documents, timeline, overhead, latency, memory, side by side -> BENCHMARKS.md
 	$(PY) -m bench.suite
+
+.PHONY: bench-quick
+bench-quick: setup $(BENCH_INSTALLED) ## every stream benchmark at a small size, once: a smoke check -> .cache/bench-quick.md (not BENCHMARKS.md)
+	@mkdir -p .cache
+	$(PY) -m bench.suite --quick --out .cache/bench-quick.md
 
 .PHONY: reliability
 reliability: setup ## fault, outage, bad-input and API-abuse matrices on its own broker (about 20 min; not part of `make test`) -> RELIABILITY.md
 	$(PY) -m bench.reliability
 
 .PHONY: bench
-bench: setup ## every benchmark, one after the other (about 20 min; not part of `make test`) -> BENCHMARKS.md
+bench: setup ## every benchmark, one after the other (about 25 min; not part of `make test`) -> BENCHMARKS.md
 	@$(MAKE) --no-print-directory bench-stream
 	@$(MAKE) --no-print-directory bench-local
 	@$(MAKE) --no-print-directory bench-api

@@ -24,18 +24,15 @@ from bench import harness
 from bench.harness import Broker, Double, Pipeline
 from bench.report import Section, Spread, header, table
 from ocrflux import prompts
-from ocrflux.convert import convert_document
-from ocrflux.engines.vllm import VllmEngine
 from ocrflux.page_parse import parse_page_answer
 from ocrflux.render import open_document
-from ocrflux.vllm_client import VllmClient
 
 TITLE = "Stream pipeline: side by side"
 COMMAND = "python -m bench.bench_compare"
 RUNS = 3
 PAGES = 40
 CAPACITY, SERVICE_S, JITTER, SEED = 8, 0.25, 0.2, 5
-MODEL = "ChatDOC/OCRFlux-3B"
+MODEL = harness.MODEL
 
 
 def naive(url: str, document: bytes) -> str:
@@ -78,46 +75,55 @@ def b64(data: bytes) -> str:
 
 
 async def direct(url: str, document: bytes) -> None:
-    async with VllmClient([url], max_inflight_per_server=160) as client:
-        engine = VllmEngine(client, model=MODEL, max_tokens=8192, model_max_len=16384)
-        result = await convert_document(document, engine=engine, options=harness.NO_MERGE)
+    [result] = await harness.direct_convert(url, [document], harness.NO_MERGE)
     if result.status != "completed":
         raise RuntimeError(f"direct driver: {result.status} {result.error}")
 
 
-def timed(double: Double, run: Callable[[], float | None]) -> tuple[float, float, float]:
-    """(wall s, client CPU s, the double's mean slots busy) of one conversion. The client CPU
-    is this process's, unless `run` returns the CPU seconds it measured elsewhere."""
+#: (wall s, client CPU s, the double's mean slots busy, model requests by kind)
+Timed = tuple[float, float, float, dict[str, int]]
+
+
+def timed(double: Double, run: Callable[[], float | None]) -> Timed:
+    """One conversion, measured. The client CPU is this process's, unless `run` returns the
+    CPU seconds it measured elsewhere."""
     harness.wait_idle(double)
     double.control.reset("stats")
     wall, cpu = time.monotonic(), time.process_time()
     elsewhere = run()
     wall, cpu = time.monotonic() - wall, time.process_time() - cpu
-    return wall, cpu if elsewhere is None else elsewhere, double.control.stats()["utilisation"]
+    stats = double.control.stats()
+    return (
+        wall,
+        cpu if elsewhere is None else elsewhere,
+        stats["utilisation"],
+        harness.requests_by_kind(stats),
+    )
 
 
-def measure(broker: Broker, work: Path) -> Section:
+def measure(broker: Broker, work: Path, quick: bool = False) -> Section:
     started = time.time()
     document = harness.make_pdf(PAGES, "compare")
     double = harness.start_double(
         work, capacity=CAPACITY, service_time=SERVICE_S, jitter=JITTER, seed=SEED
     )
-    found: dict[str, list[tuple[float, float, float]]] = {
+    found: dict[str, list[Timed]] = {
         "stream pipeline": [],
         "direct driver": [],
         "naive client": [],
     }
     try:
+        needed = harness.needed_requests(double, [document], harness.NO_MERGE)
         with harness.pipeline(broker, double, work, harness.SEPARATE, **harness.WORKER_ENV) as pipe:
             harness.run_batch(pipe, [harness.make_pdf(10, "warm")], 10, label="warm-up")
-            for run in range(RUNS):
+            for run in range(1 if quick else RUNS):
                 for name, convert in _clients(pipe, double, document).items():
                     found[name].append(timed(double, convert))
                     wall = found[name][-1][0]
                     print(f"round {run + 1}, {name}: {wall:.2f} s", file=sys.stderr)
     finally:
         double.proc.stop()
-    return report(found, broker, started)
+    return report(found, needed, broker, started, quick)
 
 
 def _clients(
@@ -141,20 +147,26 @@ def _clients(
 
 
 def report(
-    found: dict[str, list[tuple[float, float, float]]], broker: Broker, started: float
+    found: dict[str, list[Timed]],
+    needed: dict[str, int],
+    broker: Broker,
+    started: float,
+    quick: bool = False,
 ) -> Section:
     ideal_rate = CAPACITY / SERVICE_S
     rows = []
     for name, runs in found.items():
-        walls = [wall for wall, _, _ in runs]
+        walls = [wall for wall, *_ in runs]
+        same = all(r[3] == needed for r in runs)
         rows.append(
             [
                 name,
                 Spread.of(walls).cell("{:.2f}"),
                 Spread.of([PAGES / w for w in walls]).cell("{:.1f}"),
                 Spread.of([PAGES / w / ideal_rate for w in walls]).cell("{:.0f}%", 100),
-                Spread.of([u for _, _, u in runs]).cell("{:.0f}%", 100),
-                Spread.of([c * 1000 / PAGES for _, c, _ in runs]).cell("{:.1f}"),
+                Spread.of([u for _, _, u, _ in runs]).cell("{:.0f}%", 100),
+                Spread.of([c * 1000 / PAGES for _, c, _, _ in runs]).cell("{:.1f}"),
+                harness.kinds_cell(runs[-1][3], needed) + ("" if same else " (runs differ)"),
             ]
         )
     best = harness.best_makespan(PAGES, CAPACITY, SERVICE_S, JITTER, SEED)
@@ -166,13 +178,14 @@ def report(
             f"{PAGES / best / ideal_rate:.0%}",
             "",
             "",
+            harness.kinds_cell(needed),
         ]
     )
     notes = [
         f"One test double for all three: {CAPACITY} slots, service time uniform in "
         f"{SERVICE_S} s x (1 +- {JITTER:.0%}), seed {SEED}: ideal {ideal_rate:.0f} pages/s, "
         f"{PAGES} pages in {PAGES / ideal_rate:.2f} s. A {PAGES}-page PDF, cross-page merge "
-        f"skipped; {RUNS} rounds, the three clients in turn within each.",
+        f"skipped; {len(found['naive client'])} rounds, the three clients in turn within each.",
         "Stream pipeline: split, recognize and assemble workers already running (started "
         "before the rounds), timed from `submit` to the result; direct driver: "
         "`convert_document` in this process (64 pages in flight, its default); naive client: "
@@ -180,6 +193,8 @@ def report(
         "this process for the other two (both render in-process). Workers: "
         f"{harness.worker_settings()}.",
     ]
+    if quick:
+        notes.insert(0, "**Quick mode (`--quick`): a smoke check at a small size, not a result.**")
     body = [
         header(COMMAND, broker.version, started, notes),
         "",
@@ -191,12 +206,13 @@ def report(
                 "of ideal",
                 "GPU slots busy",
                 "client CPU ms/page",
+                "requests (needed: the direct driver's)",
             ],
             rows,
         ),
     ]
     rates = ", ".join(
-        f"{name} {statistics.median(PAGES / w for w, _, _ in runs):.1f}"
+        f"{name} {statistics.median(PAGES / w for w, *_ in runs):.1f}"
         for name, runs in found.items()
     )
     goals = [(f"side by side, pages/s (ideal {ideal_rate:.0f})", rates, "(no goal)")]
@@ -204,7 +220,7 @@ def report(
 
 
 def main() -> int:
-    return harness.standalone(measure)
+    return harness.standalone(measure, __doc__)
 
 
 if __name__ == "__main__":

@@ -9,23 +9,24 @@ record's CreateTime is when its producer sent it; all processes share this machi
 
 The 100-page document keeps the cross-page merge (one detection per neighbouring page pair, the
 double answering that nothing merges), so it makes 100 page calls and 99 detections. Its ideal
-is the double's C slots serving those calls back to back with no pipeline at all: every page
-call at time 0, each detection when its two pages are done, first come first served, as the
-double does (a simulation with the same service time).
+is the dependency-aware ideal (bench/ideal.py): the double's C slots serving those calls with
+no pipeline at all, every page call at time 0, each detection when its two pages are done (a
+simulation with the same service time).
 """
 
 from __future__ import annotations
 
-import heapq
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench import harness
+from bench import harness, ideal
 from bench.harness import Broker, Pipeline
 from bench.report import Section, Spread, goal, header, table
 from schemas.options import ConversionOptions
+from tests.fakes.gpu import ServiceTime
 
 TITLE = "Stream pipeline: latency"
 COMMAND = "python -m bench.bench_latency"
@@ -50,38 +51,24 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def ideal_completion(pages: int, capacity: int, service_s: float, detect: bool = True) -> float:
-    """The double's C slots serving every page call (all ready at 0) and, when `detect`, one
-    detection per page pair ready when both pages are done, first come first served."""
-    free = [0.0] * capacity
-    waiting = [(0.0, index, "page", index) for index in range(pages)]
-    heapq.heapify(waiting)
-    finished: dict[int, float] = {}
-    last, sequence = 0.0, pages
-    while waiting:
-        ready, _, kind, index = heapq.heappop(waiting)
-        end = max(heapq.heappop(free), ready) + service_s
-        heapq.heappush(free, end)
-        last = max(last, end)
-        if kind != "page" or not detect:
-            continue
-        finished[index] = end
-        for first in (index - 1, index):
-            if first in finished and first + 1 in finished:
-                both = max(finished[first], finished[first + 1])
-                heapq.heappush(waiting, (both, sequence, "detect", first))
-                sequence += 1
-    return last
+def ideal_completion(pages: int, capacity: int, service_s: float) -> float:
+    """The dependency-aware ideal (bench/ideal.py) of a document of `pages` one-element pages:
+    every page call, then one detection per page pair once both of its pages are done."""
+    calls: list[ideal.Call] = []
+    ideal.add_document(calls, [["text"]] * pages, {})
+    return ideal.makespan(calls, capacity, ServiceTime(service_s))
 
 
-def one_page_runs(pipe: Pipeline) -> tuple[list[list[float]], dict[str, list[float]]]:
+def one_page_runs(
+    pipe: Pipeline, count: int, runs_wanted: int
+) -> tuple[list[list[float]], dict[str, list[float]]]:
     """Latencies (s, model time included) per run, and the time of each hop (s) per document."""
     document = harness.make_pdf(1, "latency")
     clock_offset = time.time() - time.monotonic()
     runs, sent = [], {}
-    for _ in range(RUNS):
+    for _ in range(runs_wanted):
         latencies = []
-        for doc_id in harness.unique_ids(ONE_PAGE_DOCUMENTS, "one-page"):
+        for doc_id in harness.unique_ids(count, "one-page"):
             began = time.monotonic()
             pipe.submit([(doc_id, document)], harness.NO_MERGE)
             arrived, _ = pipe.watcher.wait([doc_id], 60)[doc_id]
@@ -119,49 +106,78 @@ def hop_times(pipe: Pipeline, sent: dict[str, tuple[float, float]]) -> dict[str,
 BigRow = tuple[int, float, list[float], list[float]]
 
 
-def big_runs(pipe: Pipeline) -> list[BigRow]:
-    """(C, service s, completion times, split times) per row; the split time runs from the
-    first page record sent to the last (the Kafka timestamps of the pages topic)."""
-    document = harness.make_pdf(BIG_PAGES, "latency-100")
-    runs = []
-    for capacity, service in BIG_ROWS:
+def big_runs(
+    pipe: Pipeline, document: bytes, rows: list[tuple[int, float]], runs_wanted: int
+) -> tuple[list[BigRow], list[dict[str, int]]]:
+    """(C, service s, completion times, split times) per row, and the model requests of each
+    run; the split time runs from the first page record sent to the last (the Kafka
+    timestamps of the pages topic)."""
+    runs, requests = [], []
+    for capacity, service in rows:
         harness.configure_double(pipe.double, capacity, service, 0.0, 1)
-        for _ in range(RUNS):
+        for _ in range(runs_wanted):
             batch = harness.run_batch(
                 pipe, [document], BIG_PAGES, ConversionOptions(), label=f"big{capacity}"
             )
+            requests.append(harness.requests_by_kind(batch.double))
             runs.append((capacity, service, batch.wall_s, next(iter(batch.results))))
             print(f"100 pages, C={capacity}: {batch.wall_s:.2f} s", file=sys.stderr)
     sent: dict[str, list[float]] = {}
     for key, stamp, _ in harness.topic_timestamps(pipe.kafka, "pages"):
         sent.setdefault(key.split("/")[0], []).append(stamp)
-    rows = []
-    for capacity, service in BIG_ROWS:
+    found = []
+    for capacity, service in rows:
         mine = [run for run in runs if run[0] == capacity]
         splits = [max(sent[doc]) - min(sent[doc]) for *_, doc in mine if doc in sent]
-        rows.append((capacity, service, [run[2] for run in mine], splits))
-    return rows
+        found.append((capacity, service, [run[2] for run in mine], splits))
+    return found, requests
 
 
-def measure(broker: Broker, work: Path) -> Section:
+@dataclass
+class Requests:
+    """Model requests by kind: the 1-page documents' (all runs) and each 100-page run's, with
+    what the direct driver needs."""
+
+    one_page: dict[str, int]
+    one_page_needed: dict[str, int]
+    big: list[dict[str, int]]
+    big_needed: dict[str, int]
+
+
+def measure(broker: Broker, work: Path, quick: bool = False) -> Section:
     started = time.time()
+    runs_wanted = 1 if quick else RUNS
+    count = 5 if quick else ONE_PAGE_DOCUMENTS
+    rows = BIG_ROWS[:1] if quick else BIG_ROWS
+    one_page, big_document = harness.make_pdf(1, "latency"), harness.make_pdf(BIG_PAGES, "l100")
     double = harness.start_double(work, capacity=32, service_time=ONE_PAGE_SERVICE_S)
     try:
+        one_needed = harness.needed_requests(double, [one_page], harness.NO_MERGE)
+        big_needed = harness.needed_requests(double, [big_document], ConversionOptions())
         with harness.pipeline(broker, double, work, harness.SEPARATE, **harness.WORKER_ENV) as pipe:
             harness.run_batch(pipe, [harness.make_pdf(20, "warm")], 20, label="warm-up")
-            runs, hops = one_page_runs(pipe)
-            big = big_runs(pipe)
+            harness.wait_idle(double)
+            double.control.reset("stats")
+            runs, hops = one_page_runs(pipe, count, runs_wanted)
+            one_counted = harness.requests_by_kind(double.control.stats())
+            big, big_counted = big_runs(pipe, big_document, rows, runs_wanted)
     finally:
         double.proc.stop()
-    return report(runs, hops, big, broker, started)
+    total = count * runs_wanted
+    requests = Requests(
+        one_counted, {k: v * total for k, v in one_needed.items()}, big_counted, big_needed
+    )
+    return report(runs, hops, big, requests, broker, started, quick)
 
 
 def report(
     runs: list[list[float]],
     hops: dict[str, list[float]],
     big: list[BigRow],
+    requests: Requests,
     broker: Broker,
     started: float,
+    quick: bool = False,
 ) -> Section:
     over = [[(x - ONE_PAGE_SERVICE_S) * 1000 for x in run] for run in runs]
     p50 = Spread.of([percentile(run, 0.5) for run in over])
@@ -188,7 +204,7 @@ def report(
     ]
     big_rows = []
     for capacity, service, times, splits in big:
-        ideal = ideal_completion(BIG_PAGES, capacity, service)
+        best = ideal_completion(BIG_PAGES, capacity, service)
         spread = Spread.of(times)
         pages_only = -(-BIG_PAGES // capacity) * service
         big_rows.append(
@@ -196,19 +212,27 @@ def report(
                 capacity,
                 f"{service:g}",
                 f"{pages_only:.2f}",
-                f"{ideal:.2f}",
+                f"{best:.2f}",
                 spread.cell("{:.2f}"),
-                Spread.of([t / ideal for t in times]).cell("{:.2f}"),
-                Spread.of([t - ideal for t in times]).cell("{:.2f}"),
+                Spread.of([t / best for t in times]).cell("{:.2f}"),
+                Spread.of([t - best for t in times]).cell("{:.2f}"),
                 Spread.of(splits).cell("{:.2f}") if splits else "",
             ]
         )
+    runs_count = len(runs)
+    same = all(r == requests.big_needed for r in requests.big)
     notes = [
         f"Test double: 32 slots, exactly {ONE_PAGE_SERVICE_S} s per call for the 1-page "
-        f"documents ({ONE_PAGE_DOCUMENTS} per run, one at a time, {RUNS} runs); split, "
+        f"documents ({len(runs[0])} per run, one at a time, {runs_count} runs); split, "
         "recognize and assemble as separate worker processes; after a warm-up document; "
         f"{harness.worker_settings()}.",
+        "Model requests: the 1-page documents "
+        f"{harness.kinds_cell(requests.one_page, requests.one_page_needed)}; each "
+        f"{BIG_PAGES}-page run {harness.kinds_cell(requests.big[-1], requests.big_needed)}"
+        + (" (as the direct driver needs)." if same else " (runs differ)."),
     ]
+    if quick:
+        notes.insert(0, "**Quick mode (`--quick`): a smoke check at a small size, not a result.**")
     body = [
         header(COMMAND, broker.version, started, notes),
         "",
@@ -220,10 +244,11 @@ def report(
         table(["hop", "median", "p95"], hop_rows),
         "",
         f"A {BIG_PAGES}-page document with the cross-page merge (100 page calls, 99 "
-        f"detections), service time exact, {RUNS} runs per row. *pages only*: ceil(100 / C) "
-        "service times; *ideal*: pages and detections on C slots with no pipeline (see the "
-        "module docstring); *split s*: from the first page record sent to the last (the split "
-        "stage renders the pages in order, so the last page call starts at least that late).",
+        f"detections), service time exact, {runs_count} runs per row. *pages only*: ceil(100 / "
+        "C) service times; *ideal*: the dependency-aware ideal (bench/ideal.py: pages and "
+        "detections on C slots with no pipeline); *split s*: from the first page record sent "
+        "to the last (the split stage renders the pages in order, so the last page call "
+        "starts at least that late).",
         "",
         table(
             [
@@ -255,7 +280,7 @@ def report(
 
 
 def main() -> int:
-    return harness.standalone(measure)
+    return harness.standalone(measure, __doc__)
 
 
 if __name__ == "__main__":

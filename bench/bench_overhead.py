@@ -4,14 +4,18 @@
 The test double answers at once (service time 0, 128 slots), so the pipeline is the
 bottleneck. Five 100-page PDFs go through split, recognize and assemble workers (one process
 each); the CPU time each process used (user + system, from the OS) over a batch, divided by
-the pages, is its cost per page. The stages of our own code (rendering, record encoding and
-parsing, the model request and answer, the assembler) are timed in-process on the same pages
-(bench/stage_costs.py); the rest of each worker's CPU is Kafka, the stream framework, asyncio
-and HTTP, split among them by py-spy samples of one more batch (bench/profile.py).
+the pages, is its cost per page. The same batch also runs with the workers (and the broker, when
+the benchmark started it) pinned to 1 core and to 2 cores (every thread's CPU affinity, child
+processes included), for the pipeline's pages/s with an instant model on that many cores.
+The stages of our own code (rendering, record encoding and parsing, the model request and
+answer, the assembler) are timed in-process on the same pages (bench/stage_costs.py); the
+rest of each worker's CPU is Kafka, the stream framework, asyncio and HTTP, split among them
+by py-spy samples of one more batch (bench/profile.py).
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -27,6 +31,9 @@ TITLE = "Stream pipeline: overhead per page"
 COMMAND = "python -m bench.bench_overhead"
 DOCUMENTS, PAGES_PER_DOCUMENT = 5, 100
 RUNS = 3
+QUICK_DOCUMENTS, QUICK_PAGES = 2, 25
+#: The cores the pinned batches run on (the machine has 2).
+CORE_SETS = ({0}, {0, 1})
 WORKERS = ("split", "recognize", "assemble")
 GOAL_MS = 30.0
 #: Rows of the stage table: (label, stages of bench/stage_costs.py it adds up).
@@ -54,18 +61,36 @@ REST_GROUPS = (
 )
 
 
-def measure(broker: Broker, work: Path) -> Section:
+def measure(broker: Broker, work: Path, quick: bool = False) -> Section:
     started = time.time()
-    documents = [harness.make_pdf(PAGES_PER_DOCUMENT, f"ovh{n}") for n in range(DOCUMENTS)]
-    pages = DOCUMENTS * PAGES_PER_DOCUMENT
+    count, size = (QUICK_DOCUMENTS, QUICK_PAGES) if quick else (DOCUMENTS, PAGES_PER_DOCUMENT)
+    runs = 1 if quick else RUNS
+    documents = [harness.make_pdf(size, f"ovh{n}") for n in range(count)]
+    pages = count * size
     double = harness.start_double(work, capacity=128, service_time=0.0)
     try:
+        needed = harness.needed_requests(double, documents, harness.NO_MERGE)
         with harness.pipeline(broker, double, work, harness.SEPARATE, **harness.WORKER_ENV) as pipe:
-            harness.run_batch(pipe, documents[:1], PAGES_PER_DOCUMENT, label="warm-up")
+            harness.run_batch(pipe, documents[:1], size, label="warm-up")
             batches = []
-            for run in range(RUNS):
+            for run in range(runs):
                 batches.append(harness.run_batch(pipe, documents, pages, label="ovh"))
                 print(f"run {run + 1}: {batches[-1].pages_per_s:.1f} pages/s", file=sys.stderr)
+            pinned = {}
+            ours = [proc.pid for proc in pipe.workers.values()]
+            if broker.proc is not None:
+                ours.append(broker.proc.pid)
+            try:
+                for cores in CORE_SETS:
+                    harness.pin(ours, cores)
+                    pinned[len(cores)] = [
+                        harness.run_batch(pipe, documents, pages, label=f"cores{len(cores)}")
+                        for _ in range(runs)
+                    ]
+                    rates = ", ".join(f"{b.pages_per_s:.1f}" for b in pinned[len(cores)])
+                    print(f"{len(cores)} core(s): {rates} pages/s", file=sys.stderr)
+            finally:
+                harness.pin(ours, set(range(os.cpu_count() or 1)))
             pids = {name: pipe.workers[name].pid for name in WORKERS}
             with profile.profiled(pids, work) as outputs:
                 harness.run_batch(pipe, documents, pages, label="profiled")
@@ -73,15 +98,18 @@ def measure(broker: Broker, work: Path) -> Section:
     finally:
         double.proc.stop()
     stages = stage_costs(documents[0], harness.NO_MERGE)
-    return report(batches, stages, sampled, broker, started)
+    return report(batches, pinned, needed, stages, sampled, broker, started, quick)
 
 
 def report(
     batches: list[Batch],
+    pinned: dict[int, list[Batch]],
+    needed: dict[str, int],
     stages: dict[tuple[str, str], float],
     sampled: dict[str, Counter[str]],
     broker: Broker,
     started: float,
+    quick: bool = False,
 ) -> Section:
     per = {name: Spread.of([b.ms_per_page(name) for b in batches]) for name in batches[0].cpu_s}
     workers_total = Spread.of([sum(b.ms_per_page(n) for n in WORKERS) for b in batches])
@@ -123,19 +151,40 @@ def report(
         ["**measured process CPU (median)**"] + [f"{per[n].mid:.2f}" for n in WORKERS]
     )
 
+    pages = batches[0].pages
+    every = [*batches, *(b for runs in pinned.values() for b in runs)]
+    counted = [harness.requests_by_kind(b.double) for b in every]
+    same = all(c == needed for c in counted)
     notes = [
-        f"Test double: 128 slots, service time 0; {DOCUMENTS} PDFs of {PAGES_PER_DOCUMENT} "
-        "different text pages per batch, submitted at once, merge skipped; split, recognize "
-        f"and assemble as separate worker processes; {RUNS} batches after a warm-up document; "
+        f"Test double: 128 slots, service time 0; {len(batches[0].results)} PDFs of "
+        f"{pages // len(batches[0].results)} different text pages per batch ({pages} pages), "
+        "submitted at once, merge skipped; split, recognize and assemble as separate worker "
+        f"processes; {len(batches)} batches after a warm-up document; "
         f"{harness.worker_settings()}.",
+        f"Model requests per batch: {harness.kinds_cell(counted[-1], needed)}"
+        + (" in every batch, as the direct driver needs." if same else " (batches differ)."),
         "CPU: user + system time of each process over the batch (psutil), divided by its "
         "pages; the broker's includes its background work during the batch.",
     ]
+    if quick:
+        notes.insert(0, "**Quick mode (`--quick`): a smoke check at a small size, not a result.**")
     body = [
         header(COMMAND, broker.version, started, notes),
         "",
         f"Throughput with an instant model (the pipeline is the bottleneck): {rate.cell()} "
         "pages/s.",
+        "",
+        table(
+            ["workers and broker pinned to", "pages/s", "machine busy"],
+            [
+                [
+                    f"{cores} core{'s' if cores > 1 else ''}",
+                    Spread.of([b.pages_per_s for b in runs]).cell(),
+                    Spread.of([b.machine_busy for b in runs]).cell("{:.0f}%", 100),
+                ]
+                for cores, runs in pinned.items()
+            ],
+        ),
         "",
         "CPU ms per page by process (min / **median** / max over the batches); the goal is the "
         f"three workers' total <= {GOAL_MS:.0f} ms: {goal(met)}.",
@@ -154,9 +203,16 @@ def report(
     goals = [
         (
             f"pipeline overhead <= {GOAL_MS:.0f} CPU-ms/page (three workers)",
-            f"{workers_total.mid:.1f} ms{broker_note}",
+            f"{workers_total.mid:.1f} ms{broker_note}; split {per['split'].mid:.1f} ms",
             goal(met),
-        )
+        ),
+        (
+            "pages/s with an instant model, workers and broker on 1 / 2 cores",
+            " / ".join(
+                f"{Spread.of([b.pages_per_s for b in runs]).mid:.1f}" for runs in pinned.values()
+            ),
+            "(recorded)",
+        ),
     ]
     return Section(TITLE, "\n".join(body), goals)
 
@@ -185,7 +241,7 @@ def notes_on(
 
 
 def main() -> int:
-    return harness.standalone(measure)
+    return harness.standalone(measure, __doc__)
 
 
 if __name__ == "__main__":

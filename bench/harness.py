@@ -9,7 +9,8 @@ then not measured).
 
 from __future__ import annotations
 
-import heapq
+import argparse
+import asyncio
 import os
 import random
 import signal
@@ -29,18 +30,24 @@ import psutil
 import pymupdf
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from bench.report import Section, write_section
+from bench import ideal
+from bench.report import BENCHMARKS, Section, write_section
 from connectors.client import OcrfluxClient
 from deploy import kafka_broker
 from deploy.processes import stop_pid
+from ocrflux.convert import convert_document
+from ocrflux.engines.vllm import VllmEngine
+from ocrflux.vllm_client import VllmClient
 from schemas.options import ConversionOptions
 from schemas.records import ResultRecord, decode
+from schemas.results import DocumentResult
 from streams.blobstore import BlobSettings
 from streams.kafka import KafkaSettings, ensure_topics
 from tests.fakes.control import ControlClient
 from tests.fakes.gpu import ServiceTime
 
 REPO = Path(__file__).resolve().parent.parent
+MODEL = "ChatDOC/OCRFlux-3B"
 PARTITIONS = 4
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
@@ -77,9 +84,17 @@ class Proc:
         self.ps = psutil.Process(pid)
 
     def cpu_s(self) -> float:
-        """User + system CPU seconds used so far (all threads)."""
+        """User + system CPU seconds used so far: all threads, and every child process's (a
+        worker's render processes are its work too), living or ended."""
         times = self.ps.cpu_times()
-        return float(times.user + times.system)
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in self.ps.children(recursive=True):
+            try:
+                child_times = child.cpu_times()
+            except psutil.NoSuchProcess:  # ended just now: counted once its parent reaps it
+                continue
+            total += child_times.user + child_times.system
+        return float(total)
 
     def rss_mb(self) -> float:
         return float(self.ps.memory_info().rss) / 2**20
@@ -323,14 +338,20 @@ class Pipeline:
         )
         self.watcher = ResultWatcher(self.kafka)
 
-    def _start(self, name: str, roles: str) -> Proc:
-        env = {
+    def client_env(self) -> dict[str, str]:
+        """What a process needs to use this pipeline (`ocrflux submit`, a worker)."""
+        return {
             "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap,
             "OCRFLUX_TOPIC_PREFIX": self.prefix,
             "KAFKA_TOPIC_PARTITIONS": str(PARTITIONS),
+            "OCRFLUX_BLOB_DIR": str(self.blob_dir),
+        }
+
+    def _start(self, name: str, roles: str) -> Proc:
+        env = {
+            **self.client_env(),
             "VLLM_URL": self.double.url,
             "OCRFLUX_ENGINE": "vllm",
-            "OCRFLUX_BLOB_DIR": str(self.blob_dir),
             "OCRFLUX_DATA_DIR": str(self.work / "data" / f"{self.prefix}-{name}"),
             "OCRFLUX_WORKER_ID": f"{self.prefix}-{name}",
             **self.env,
@@ -373,6 +394,15 @@ def pipeline(
         started.close()
 
 
+def pin(pids: Sequence[int], cores: set[int]) -> None:
+    """Run these processes, every thread and child process of theirs, on `cores` only."""
+    for pid in pids:
+        process = psutil.Process(pid)
+        for member in [process, *process.children(recursive=True)]:
+            for thread in member.threads():
+                os.sched_setaffinity(thread.id, cores)
+
+
 def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
     return {name: after[name] - before[name] for name in after if name in before}
 
@@ -404,13 +434,61 @@ def workdir(name: str) -> Iterator[Path]:
 
 
 def best_makespan(calls: int, capacity: int, mean: float, jitter: float, seed: int) -> float:
-    """Seconds a perfect client needs for `calls` model calls: all waiting at time 0, served
-    first come first served by `capacity` slots with the double's seeded service times."""
-    draws = ServiceTime(mean, jitter, seed)
-    free = [0.0] * capacity
-    for _ in range(calls):
-        heapq.heappush(free, heapq.heappop(free) + draws.draw())
-    return max(free)
+    """Seconds a perfect client needs for `calls` independent model calls (merge skipped): all
+    waiting at time 0, served by `capacity` slots with the double's seeded service times."""
+    pages = [ideal.Call("page", 0, n) for n in range(calls)]
+    return ideal.makespan(pages, capacity, ServiceTime(mean, jitter, seed))
+
+
+def requests_by_kind(stats: Mapping[str, Any]) -> dict[str, int]:
+    """Model requests the double received, by kind (page, detect, table_merge), any status."""
+    return {task: sum(counts.values()) for task, counts in sorted(stats["by_task"].items())}
+
+
+def kinds_cell(found: Mapping[str, int], needed: Mapping[str, int] | None = None) -> str:
+    """`page 8, detect 7, table_merge 2`, with `(needed N)` after a count that differs."""
+    names = sorted(set(found) | set(needed or {}), key=lambda k: (k != "page", k != "detect", k))
+    cells = []
+    for name in names:
+        cell = f"{name} {found.get(name, 0):,}"
+        if needed is not None and found.get(name, 0) != needed.get(name, 0):
+            cell += f" (needed {needed.get(name, 0):,})"
+        cells.append(cell)
+    return ", ".join(cells)
+
+
+async def direct_convert(
+    url: str, documents: Sequence[bytes], options: ConversionOptions | None = None
+) -> list[DocumentResult]:
+    """The documents converted concurrently by the direct driver in this process, on one
+    client (the way the reference client is used)."""
+    async with VllmClient([url], max_inflight_per_server=160) as client:
+        engine = VllmEngine(client, model=MODEL, max_tokens=8192, model_max_len=16384)
+        return list(
+            await asyncio.gather(
+                *(convert_document(data, engine=engine, options=options) for data in documents)
+            )
+        )
+
+
+def needed_requests(
+    double: Double, documents: Sequence[bytes], options: ConversionOptions | None = None
+) -> dict[str, int]:
+    """The model requests the documents need: what the double counts for the direct driver
+    converting them (with an instant model; the double's slots and service time are restored,
+    its stats reset)."""
+    before = double.control.stats()
+    double.control.configure(capacity=128, service_time=0.0)
+    double.control.reset("stats")
+    try:
+        results = asyncio.run(direct_convert(double.url, documents, options))
+        failed = [r.status for r in results if r.status != "completed"]
+        if failed:
+            raise RuntimeError(f"direct driver: {len(failed)} documents {failed[:3]}")
+        return requests_by_kind(double.control.stats())
+    finally:
+        double.control.configure(capacity=before["capacity"], service_time=before["service_time"])
+        double.control.reset("stats")
 
 
 def wait_idle(double: Double, timeout_s: float = 60.0) -> None:
@@ -498,7 +576,11 @@ def run_batch(
     finished = max(arrival for arrival, _ in results.values())
     busy_after, total_after = machine_cpu()
     cpu = cpu_delta(cpu_before, pipe.cpu_s())
-    failed = [r.doc_id for _, r in results.values() if r.status != "completed"]
+    failed = [
+        f"{r.doc_id}: {r.status} {r.error.code if r.error else ''}"
+        for _, r in results.values()
+        if r.status != "completed"
+    ]
     if failed:
         raise RuntimeError(f"{len(failed)} documents did not complete: {failed[:3]}")
     return Batch(
@@ -513,14 +595,26 @@ def run_batch(
     )
 
 
-Measurement = Callable[[Broker, Path], Section]
+Measurement = Callable[[Broker, Path, bool], Section]
 
 
-def standalone(measure: Measurement) -> int:
-    """`python -m bench.<module>`: a broker of its own, the measurement, its section written."""
+def options(description: str | None, argv: list[str] | None = None) -> argparse.Namespace:
+    """`--quick` (a small size, for a smoke check) and `--out FILE` (write there instead)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run: a smoke check")
+    parser.add_argument(
+        "--out", type=Path, default=BENCHMARKS, help="the Markdown file to write the sections to"
+    )
+    return parser.parse_args(argv)
+
+
+def standalone(measure: Measurement, description: str | None = None) -> int:
+    """`python -m bench.<module> [--quick] [--out FILE]`: a broker of its own, the measurement,
+    its section written."""
+    args = options(description)
     with workdir("bench") as work, kafka(work) as broker:
-        section = measure(broker, work)
-    write_section(section.title, section.body)
+        section = measure(broker, work, args.quick)
+    write_section(section.title, section.body, args.out)
     print(section.body)
     return 0
 

@@ -1,4 +1,5 @@
-"""`ocrflux submit` and `ocrflux results`: the client SDK from the command line (wiring only).
+"""`ocrflux submit`, `ocrflux results` and `ocrflux cancel`: the client SDK from the command
+line (wiring only).
 
 Both take the bootstrap address from `KAFKA_BOOTSTRAP_SERVERS`, else the local broker's state
 file; with neither, `KafkaSettings()` raises the `KafkaNotConfigured` that says how to start or
@@ -25,12 +26,11 @@ from ocrflux.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from ocrflux.failures import validation_problems
 from ocrflux.filenames import display_name
 from ocrflux.progress import ProgressBoard
+from ocrflux.result_formats import SUFFIXES, render_output
 from schemas.options import ConversionOptions
 from schemas.records import ProgressEvent, ResultRecord
 from streams.blobstore import BlobStoreError
 from streams.kafka import LIBRDKAFKA_LOGGER, KafkaSettings
-
-_SUFFIXES = {"markdown": ".md", "text": ".txt"}
 
 
 class _UsageError(Exception):
@@ -54,8 +54,9 @@ def _options(args: argparse.Namespace) -> ConversionOptions:
         "output_format": args.format,
         "max_page_retries": args.max_page_retries,
         "skip_cross_page_merge": args.skip_cross_page_merge or None,
-        "page_range": args.pages,
+        "pages": args.pages,
         "engine": args.engine,
+        "chunk_tokens": args.chunk_tokens,
     }
     try:
         return ConversionOptions(**{k: v for k, v in given.items() if v is not None})
@@ -98,7 +99,7 @@ def run_submit(args: argparse.Namespace) -> int:
             return _error(f"cannot create {display_name(out)}: {exc.strerror or exc}", EXIT_FAILED)
     try:
         options = _options(args)
-        targets = output_paths([Path(f) for f in args.files], out, _SUFFIXES[options.output_format])
+        targets = output_paths([Path(f) for f in args.files], out, SUFFIXES[options.output_format])
         with _client() as client:
             # Results already on the topic before this submission that are not `completed`
             # are not its answer: the documents are converted again.
@@ -110,7 +111,9 @@ def run_submit(args: argparse.Namespace) -> int:
                 if args.json:
                     _print_unanswered(submitted, {}, sys.stdout)
                 return EXIT_FAILED
-            results = _wait(client, submitted, targets, args.timeout, mark, as_json=args.json)
+            results = _wait(
+                client, submitted, targets, args.timeout, mark, options, as_json=args.json
+            )
     except _UsageError as exc:
         return _error(str(exc), EXIT_USAGE)
     except BlobStoreError as exc:  # the claim-check store did not take a large document
@@ -153,6 +156,7 @@ def _wait(
     targets: Mapping[Path, Path],
     timeout_s: float | None,
     mark: Mapping[int, int],
+    options: ConversionOptions,
     *,
     as_json: bool,
 ) -> dict[str, _Done]:
@@ -166,7 +170,7 @@ def _wait(
                 board.update(record)
                 continue
             board.finish(record)
-            outcome = _write_outputs(record, submitted.paths[record.doc_id], targets)
+            outcome = _write_outputs(record, submitted.paths[record.doc_id], targets, options)
             done[record.doc_id] = outcome
             if as_json:
                 _print_json(_done_json(outcome, submitted.paths[record.doc_id]), sys.stdout)
@@ -175,11 +179,16 @@ def _wait(
     return done
 
 
-def _write_outputs(result: ResultRecord, inputs: list[Path], targets: Mapping[Path, Path]) -> _Done:
+def _write_outputs(
+    result: ResultRecord,
+    inputs: list[Path],
+    targets: Mapping[Path, Path],
+    options: ConversionOptions,
+) -> _Done:
     done = _Done(result)
-    if result.status == "failed":
+    if result.status in ("failed", "cancelled"):
         return done
-    text = result.content if result.content.endswith("\n") else result.content + "\n"
+    text = render_output(result, options.output_format, chunk_tokens=options.chunk_tokens).body
     for source in dict.fromkeys(inputs):  # a file named twice is written once
         target = targets[source]
         try:
@@ -195,7 +204,7 @@ def _write_outputs(result: ResultRecord, inputs: list[Path], targets: Mapping[Pa
 def _summarize(
     submitted: _Submitted, results: dict[str, _Done], args: argparse.Namespace, out: TextIO
 ) -> None:
-    counts = {"completed": 0, "partial": 0, "failed": 0, "missing": 0}
+    counts = {"completed": 0, "partial": 0, "failed": 0, "cancelled": 0, "missing": 0}
     lines = []
     unwritten = 0
     for doc_id, paths in submitted.paths.items():
@@ -230,6 +239,8 @@ def _summarize(
         f"{total} document{'s' if total != 1 else ''}: {counts['completed']} completed, "
         f"{counts['partial']} partial, {counts['failed']} failed"
     )
+    if counts["cancelled"]:
+        head += f", {counts['cancelled']} cancelled"
     if counts["missing"]:
         head += f", {counts['missing']} without a result"
     if submitted.unreadable:
@@ -246,7 +257,7 @@ def _exit_code(submitted: _Submitted, results: dict[str, _Done], allow_partial: 
     statuses = {done.result.status for done in results.values()}
     unanswered = len(results) < len(submitted.paths)
     unwritten = any(done.unwritten for done in results.values())
-    if "failed" in statuses or unanswered or submitted.unreadable or unwritten:
+    if statuses & {"failed", "cancelled"} or unanswered or submitted.unreadable or unwritten:
         return EXIT_FAILED
     return EXIT_PARTIAL if "partial" in statuses and not allow_partial else EXIT_OK
 
@@ -282,6 +293,17 @@ def _print_unanswered(submitted: _Submitted, results: dict[str, _Done], out: Tex
             _print_json({"doc_id": doc_id, "status": "missing", "files": files}, out)
     for name in submitted.unreadable:
         _print_json({"doc_id": None, "status": "unreadable", "files": [name]}, out)
+
+
+# --- cancel ----------------------------------------------------------------------------------
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    with _client() as client:
+        for doc_id in dict.fromkeys(args.doc_ids):
+            client.cancel(doc_id, reason=args.reason)
+            print(doc_id, flush=True)
+    return EXIT_OK
 
 
 # --- results ---------------------------------------------------------------------------------

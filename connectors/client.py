@@ -30,7 +30,7 @@ from ocrflux.filenames import text_name
 from ocrflux.identity import content_digest, doc_id_for
 from ocrflux.sniff import MIME_TYPES, sniff
 from schemas.options import ConversionOptions
-from schemas.records import DocumentRequest, ProgressEvent, ResultRecord, encode
+from schemas.records import CancelRequest, DocumentRequest, ProgressEvent, ResultRecord, encode
 from streams.blobstore import BlobFetcher, BlobSettings, BlobStore, open_blob_store
 from streams.kafka import (
     LIBRDKAFKA_LOGGER,
@@ -53,7 +53,7 @@ _RECORD_OVERHEAD_BYTES = 64 * 1024
 #: How long the first request to Kafka may take before the client gives up on the broker.
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 #: Stages after which a document's progress ends.
-TERMINAL_STAGES = frozenset({"completed", "partial", "failed"})
+TERMINAL_STAGES = frozenset({"completed", "partial", "failed", "cancelled"})
 
 
 def _inline_size(limit: int) -> int:
@@ -153,6 +153,14 @@ class OcrfluxClient:
         )
         self._produce(self.topics.documents, doc_id, encode(request))
         return doc_id
+
+    def cancel(self, doc_id: str, *, reason: str | None = None) -> None:
+        """Cancel the conversion of `doc_id` (every submission made so far): split stops
+        emitting its pages, recognize skips the pages queued, and one `cancelled` result
+        follows. A document already finished keeps its result; one submitted after the cancel
+        is converted again."""
+        request = CancelRequest(doc_id=doc_id, reason=reason)
+        self._produce(self.topics.cancels, doc_id, encode(request))
 
     def _produce(self, topic: str, key: str, value: bytes) -> None:
         producer = self._producer_or_new()

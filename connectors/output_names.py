@@ -1,7 +1,8 @@
 """Where `ocrflux submit --wait` writes each input's result: a distinct file per input, decided
 from the command line alone (so the same command always writes the same files).
 
-The rule, also in `ocrflux submit --help`: `STEM.md` (or `.txt`) next to the input or in `--out`.
+The rule, also in `ocrflux submit --help`: `STEM.md` (or `.txt`, `.json`, `.chunks.json`: the
+format's suffix, `ocrflux.result_formats.SUFFIXES`) next to the input or in `--out`.
 When several inputs would get the same file (`image.webp`, `image.bmp`), each of them keeps its
 whole name instead (`image.webp.md`, `image.bmp.md`); if that still clashes (the same name from
 two folders), `-2`, `-3`, ... follow in command-line order (`image.pdf.md`, `image.pdf-2.md`). An

@@ -10,10 +10,13 @@ one line on stderr and an exit code of `ocrflux.exit_codes` (`ocrflux.failures`)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from ocrflux import logs
 from ocrflux.exit_codes import (
@@ -25,7 +28,6 @@ from ocrflux.exit_codes import (
     USAGE_MEANING,
     exit_status_help,
 )
-from ocrflux.failures import run_guarded
 from ocrflux.version import VERSION
 
 Handler = Callable[[argparse.Namespace], int]
@@ -62,7 +64,8 @@ _CONVERT_EPILOG = exit_status_help(
 _ALLOW_PARTIAL_HELP = "exit 0 on a partial result (some pages from the fallback), not 3"
 
 _SUBMIT_EPILOG = """\
-outputs (with --wait): STEM.md (STEM.txt with --format text) next to each input, or in --out.
+outputs (with --wait): STEM.md (.txt, .json or .chunks.json with --format text, json or
+  chunks) next to each input, or in --out.
   When several inputs would get the same file (image.webp and image.bmp), each of them keeps
   its whole name instead (image.webp.md, image.bmp.md); if that still clashes (the same name
   from two folders), -2, -3, ... follow in command-line order (image.pdf.md, image.pdf-2.md).
@@ -92,6 +95,16 @@ _RESULTS_EPILOG = exit_status_help(
         EXIT_FAILED: "a DOC_ID given has no result (within --timeout), or Kafka does not answer",
         EXIT_USAGE: USAGE_MEANING + ", or no Kafka configured",
         EXIT_INTERRUPTED: "interrupted (how --follow usually ends)",
+    }
+)
+
+_CANCEL_EPILOG = exit_status_help(
+    {
+        EXIT_OK: "the cancels are on Kafka (each DOC_ID is printed); a `cancelled` result "
+        "follows for each document still being converted, a finished one keeps its result",
+        EXIT_FAILED: "Kafka does not answer",
+        EXIT_USAGE: USAGE_MEANING + ", or no Kafka configured",
+        EXIT_INTERRUPTED: "interrupted",
     }
 )
 
@@ -212,6 +225,12 @@ def _submit(args: argparse.Namespace) -> int:
     return run_submit(args)
 
 
+def _cancel(args: argparse.Namespace) -> int:
+    from connectors.cli_commands import run_cancel
+
+    return run_cancel(args)
+
+
 def _results(args: argparse.Namespace) -> int:
     from connectors.cli_commands import run_results
 
@@ -244,12 +263,18 @@ def _add_connectors(parser: argparse.ArgumentParser, common: argparse.ArgumentPa
     add_commands(parser, parents=[common])
 
 
-def _page_range(text: str) -> tuple[int, int]:
-    first, _, last = text.partition("-")
+def _pages(text: str) -> tuple[tuple[int, int], ...]:
+    from schemas.options import parse_pages
+
     try:
-        return int(first), int(last or first)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected FIRST-LAST, e.g. 2-5, not {text!r}") from None
+        return parse_pages(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_FORMATS = ["markdown", "text", "json", "chunks"]
+_FORMAT_HELP = "markdown, text, json (the whole result) or chunks (for retrieval)"
+_CHUNK_TOKENS_HELP = "with --format chunks: token budget of a chunk (default 512)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -306,7 +331,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     convert.add_argument(
         "-o", "--output", metavar="OUT", help="write here instead of stdout (folders are created)"
     )
-    convert.add_argument("--format", choices=["markdown", "text"], default="markdown")
+    convert.add_argument("--format", choices=_FORMATS, default="markdown", help=_FORMAT_HELP)
+    convert.add_argument("--chunk-tokens", type=int, metavar="N", help=_CHUNK_TOKENS_HELP)
     convert.add_argument("--vllm-url", help="vLLM base URL(s), comma-separated (else VLLM_URL)")
     convert.add_argument(
         "--engine",
@@ -322,9 +348,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     convert.add_argument("--skip-cross-page-merge", action="store_true", default=None)
     convert.add_argument(
         "--pages",
-        type=_page_range,
-        metavar="FIRST-LAST",
-        help="convert only these pages (1-based, inclusive)",
+        type=_pages,
+        metavar="PAGES",
+        help="convert only these pages, e.g. 1-3,7 (1-based, inclusive)",
     )
     convert.add_argument(
         "--json",
@@ -378,14 +404,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         metavar="DIR",
         help="with --wait: write results here, created if missing (default: next to each input)",
     )
-    submit.add_argument("--format", choices=["markdown", "text"], default="markdown")
+    submit.add_argument("--format", choices=_FORMATS, default="markdown", help=_FORMAT_HELP)
+    submit.add_argument("--chunk-tokens", type=int, metavar="N", help=_CHUNK_TOKENS_HELP)
     submit.add_argument("--max-page-retries", type=int, metavar="N", help="attempts per model task")
     submit.add_argument("--skip-cross-page-merge", action="store_true")
     submit.add_argument(
         "--engine", choices=["vllm", "local", "auto"], help="default: the worker's engine"
     )
     submit.add_argument(
-        "--pages", type=_page_range, metavar="FIRST-LAST", help="only these pages (1-based)"
+        "--pages", type=_pages, metavar="PAGES", help="only these pages, e.g. 1-3,7 (1-based)"
     )
     submit.add_argument(
         "--timeout", type=float, metavar="SECONDS", help="with --wait: stop waiting after this"
@@ -405,6 +432,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     )
     results.add_argument("--json", action="store_true", help="one full result (JSON) per line")
     results.add_argument("--timeout", type=float, metavar="SECONDS", help="stop reading after this")
+
+    cancel = command(
+        "cancel", _cancel, _CANCEL_EPILOG, help="cancel documents sent to the stream processor"
+    )
+    cancel.add_argument("doc_ids", nargs="+", metavar="DOC_ID")
+    cancel.add_argument("--reason", help="kept with the cancel on Kafka")
 
     api = command(
         "api",
@@ -429,17 +462,40 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     return parser, handlers
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, exit_now: bool = False) -> int:
+    """Run one command; `exit_now` (the executable's `entry`) ends `convert` by `_exit_now`."""
     parser, handlers = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # --version and --help end here, before pydantic is imported
+    from ocrflux.failures import run_guarded
+
     prog = " ".join(["ocrflux", args.command, *([args.connector] if "connector" in args else [])])
 
     def run() -> int:
         logs.configure(logs.flag_level(args))
         return handlers[args.command](args)
 
-    return run_guarded(prog, run, debug=args.debug)
+    code = run_guarded(prog, run, debug=args.debug)
+    if exit_now and args.command == "convert":
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process once its output is out, without the interpreter's teardown: freeing
+    PyMuPDF's, pydantic's and aiohttp's modules costs `convert` 0.2 s after its work is done."""
+    if "ocrflux.render_pool" in sys.modules:  # its processes must not outlive this one
+        sys.modules["ocrflux.render_pool"].close_shared_pools()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing can reach it
+            stream.flush()
+    os._exit(code)
+
+
+def entry() -> NoReturn:
+    """The `ocrflux` executable."""
+    sys.exit(main(exit_now=True))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -1,9 +1,9 @@
 """The direct driver: one document in, its result out, in-process (no Kafka).
 
-Pages are rendered one at a time in an executor and recognized concurrently, at most
-`page_concurrency` at once (rendering waits for a free slot, so memory stays bounded whatever
-the page count). Merge detection for a page pair starts as soon as both pages are done; table
-merges and the assembly follow the last page.
+Pages are rendered in page order, a few at once (in `renders`, a `RenderPool`, or in an
+executor), and recognized concurrently, at most `page_concurrency` at once (rendering waits for
+a free slot, so memory stays bounded whatever the page count). Merge detection for a page pair
+starts as soon as both pages are done; table merges and the assembly follow the last page.
 
 A caller is waiting, so a model outage longer than the client's bounded wait ends the
 conversion at once with a `failed` result (`vllm_unavailable`): the caller can retry later.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from functools import partial
 from typing import TypedDict
@@ -24,7 +24,8 @@ from ocrflux.document import build_result, detect, failed_result, merge_tables, 
 from ocrflux.engines.base import Engine, Pair
 from ocrflux.engines.factory import text_layer_tables
 from ocrflux.errors import InputError, OcrfluxError
-from ocrflux.render import Document, RenderedPage, open_document
+from ocrflux.render import RenderedPage, open_document
+from ocrflux.render_pool import PageRenderer, RenderPool
 from schemas.options import ConversionOptions
 from schemas.results import DocumentResult, ErrorInfo, PageResult, TokenUsage
 
@@ -42,6 +43,7 @@ async def convert_document(
     max_bytes: int | None = None,
     max_pages: int | None = None,
     executor: Executor | None = None,
+    renders: RenderPool | None = None,
     progress: ProgressCallback | None = None,
 ) -> DocumentResult:
     """Convert one document. Bad input and backend failures come back as a `failed` result."""
@@ -58,8 +60,11 @@ async def convert_document(
     except InputError as exc:
         return failed_result(exc, options=options, timings=_since(started), **identity)
     try:
-        indices = document.page_indices(options.page_range)
-        run = _Run(engine, options, document, executor, page_concurrency, progress, len(indices))
+        indices = document.page_indices(options.pages)
+        renderer = await (renders or RenderPool(0)).open_renderer(
+            document, data, pages=len(indices), tables=tables, executor=executor
+        )
+        run = _Run(engine, options, renderer, page_concurrency, progress, len(indices))
         try:
             await run.recognize_all(indices)
             render_done = time.monotonic()
@@ -78,6 +83,7 @@ async def convert_document(
             )
         finally:
             await run.cancel_detections()  # still running only when something failed
+            renderer.close()
     except OcrfluxError as exc:
         return failed_result(exc, options=options, timings=_since(started), **identity)
     finally:
@@ -119,16 +125,14 @@ class _Run:
         self,
         engine: Engine,
         options: ConversionOptions,
-        document: Document,
-        executor: Executor | None,
+        renderer: PageRenderer,
         concurrency: int,
         progress: ProgressCallback | None,
         total: int,
     ) -> None:
         self.engine = engine
         self.options = options
-        self.document = document
-        self.executor = executor
+        self.renderer = renderer
         self.slots = asyncio.Semaphore(concurrency)
         self.progress = progress
         self.total = total
@@ -137,29 +141,33 @@ class _Run:
         self.usage = TokenUsage()
         self.render_s = 0.0
 
-    async def recognize_all(self, indices: range) -> None:
+    async def recognize_all(self, indices: Sequence[int]) -> None:
         """Every page; the first `OcrfluxError` (the model unreachable) stops the others."""
         try:
             await self._recognize_all(indices)
         except* OcrfluxError as errors:
             raise errors.exceptions[0] from None
 
-    async def _recognize_all(self, indices: range) -> None:
-        loop = asyncio.get_running_loop()
+    async def _recognize_all(self, indices: Sequence[int]) -> None:
+        rendering = asyncio.Semaphore(self.renderer.ahead)  # renders start in page order
         async with asyncio.TaskGroup() as group:
             for index in indices:
                 await self.slots.acquire()
-                began = time.monotonic()
-                try:
-                    page = await loop.run_in_executor(
-                        self.executor, self.document.render_page, index
-                    )
-                except InputError as exc:
-                    self.slots.release()
-                    self._finish(_unrenderable(index, exc))
-                    continue
-                self.render_s += time.monotonic() - began
-                group.create_task(self._recognize(page))
+                await rendering.acquire()
+                group.create_task(self._render_and_recognize(index, rendering))
+
+    async def _render_and_recognize(self, index: int, rendering: asyncio.Semaphore) -> None:
+        began = time.monotonic()
+        try:
+            page = await self.renderer.render(index)
+        except InputError as exc:
+            self.slots.release()
+            self._finish(_unrenderable(index, exc))
+            return
+        finally:
+            rendering.release()
+        self.render_s += time.monotonic() - began
+        await self._recognize(page)
 
     async def _recognize(self, page: RenderedPage) -> None:
         try:

@@ -16,6 +16,8 @@ from ocrflux.exit_codes import EXIT_FAILED, EXIT_USAGE, exit_for_status
 from ocrflux.failures import validation_problems
 from ocrflux.filenames import display_name, text_name
 from ocrflux.progress import ProgressBoard
+from ocrflux.render_pool import shared_pool
+from ocrflux.result_formats import render_output
 from ocrflux.settings import CoreSettings
 from schemas.options import ConversionOptions
 from schemas.results import DocumentResult
@@ -39,8 +41,9 @@ async def run_convert(args: argparse.Namespace) -> int:
             output_format=args.format,
             max_page_retries=settings.max_page_retries,
             skip_cross_page_merge=settings.skip_cross_page_merge,
-            page_range=args.pages,
+            pages=args.pages,
             engine=args.engine,
+            chunk_tokens=args.chunk_tokens,
         )
     except ValidationError as exc:  # from the flags
         print(f"ocrflux: error: invalid options: {validation_problems(exc)}", file=sys.stderr)
@@ -69,14 +72,17 @@ async def run_convert(args: argparse.Namespace) -> int:
             options=options,
             source=text_name(path.name),
             page_concurrency=settings.page_concurrency,
+            renders=shared_pool(settings.render_processes),
             max_bytes=settings.max_file_bytes,
             max_pages=settings.max_pages,
             progress=board.pages(name),
         )
     board.close()
-    text = result.model_dump_json(indent=2) if args.json else result.content
+    rendered = render_output(
+        result, "json" if args.json else options.output_format, chunk_tokens=options.chunk_tokens
+    )
     try:
-        _write(text if text.endswith("\n") else text + "\n", output)
+        _write(rendered.body, output)
     except OSError as exc:
         where = display_name(output) if output is not None else "standard output"
         print(f"ocrflux: error: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)

@@ -11,10 +11,17 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ocrflux.engines.base import Engine, Pair
 from ocrflux.errors import OcrfluxError
-from ocrflux.merge import assemble, run_table_merges, table_merge_chains
+from ocrflux.merge import Assembly, assemble_blocks, run_table_merges, table_merge_chains
 from ocrflux.plaintext import markdown_to_text
 from schemas.options import ConversionOptions
-from schemas.results import DocumentResult, ErrorInfo, PageResult, TokenUsage
+from schemas.results import (
+    DocumentResult,
+    ErrorInfo,
+    PageResult,
+    PageSummary,
+    TextBlock,
+    TokenUsage,
+)
 
 
 def pairs_to_detect(done: Mapping[int, PageResult], page: int) -> list[int]:
@@ -107,7 +114,8 @@ def build_result(
 ) -> DocumentResult:
     """The document result from every processed page (OCRFlux's fields plus ours)."""
     pages = page_elements(done, num_pages)
-    text = assemble(pages, {} if options.skip_cross_page_merge else pairs, merged_tables)
+    assembly = assemble_blocks(pages, {} if options.skip_cross_page_merge else pairs, merged_tables)
+    text = assembly.text
     status, error = document_status(done.values())
     total = TokenUsage()
     for page in done.values():
@@ -124,13 +132,38 @@ def build_result(
         fallback_pages=sorted(p for p, r in done.items() if r.fallback),
         page_sources={str(p): r.source for p, r in sorted(done.items())},
         output_format=options.output_format,
-        content=text if options.output_format == "markdown" else markdown_to_text(text),
+        content=markdown_to_text(text) if options.output_format == "text" else text,
         source=source,
         engine=engine,
         model=model,
         usage=total,
         timings=dict(timings or {}),
+        pages=[_summary(page) for _, page in sorted(done.items())],
+        merges=assembly.merges,
+        blocks=_blocks(assembly),
     )
+
+
+def _summary(page: PageResult) -> PageSummary:
+    return PageSummary(
+        index=page.index,
+        source=page.source,
+        fallback=page.fallback,
+        attempts=page.attempts,
+        latency_s=page.latency_s,
+        usage=page.usage,
+        error=page.error,
+    )
+
+
+def _blocks(assembly: Assembly) -> list[TextBlock]:
+    """Each block's place in the assembled text (blocks are joined with a blank line)."""
+    blocks, start = [], 0
+    for block in assembly.blocks:
+        end = start + len(block.text)
+        blocks.append(TextBlock(start=start, end=end, pages=list(block.pages)))
+        start = end + 2
+    return blocks
 
 
 def failed_result(

@@ -45,7 +45,7 @@ _WIDTH = 88
 
 def exit_for_status(status: DocumentStatus, allow_partial: bool) -> int:
     """The exit code for one document's result status."""
-    if status == "failed":
+    if status in ("failed", "cancelled"):
         return EXIT_FAILED
     if status == "partial" and not allow_partial:
         return EXIT_PARTIAL

@@ -18,17 +18,15 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BeforeValidator
-
-from ocrflux.settings_base import OcrfluxSettings
+if TYPE_CHECKING:
+    from ocrflux.log_settings import LogSettings
 
 __all__ = [
     "CONTEXT_FIELDS",
     "LEVELS",
     "JsonFormatter",
-    "LogSettings",
     "add_flags",
     "configure",
     "flag_level",
@@ -41,21 +39,6 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 #: The old spellings of `ocrflux worker --loglevel` (kept as a hidden, deprecated alias).
 _OLD_LEVELS = {"crit": "critical", "warn": "warning"}
-
-Level = Literal["debug", "info", "warning", "error", "critical"]
-
-
-def _lower(value: Any) -> Any:
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-class LogSettings(OcrfluxSettings):
-    ocrflux_log_level: Annotated[Level, BeforeValidator(_lower)] = "info"
-    ocrflux_log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
-
-    @property
-    def level(self) -> int:
-        return logging.getLevelNamesMapping()[self.ocrflux_log_level.upper()]
 
 
 class JsonFormatter(logging.Formatter):
@@ -101,6 +84,8 @@ def configure(level: str | None = None, fmt: str | None = None) -> LogSettings:
     installed (others, such as a test runner's, stay). The choice is exported to the environment,
     so child processes (the API's conversion processes) that call `configure()` log the same
     way. An invalid value raises the settings' ValidationError."""
+    from ocrflux.log_settings import LogSettings  # pydantic: only once a command runs
+
     given: dict[str, Any] = {"ocrflux_log_level": level, "ocrflux_log_format": fmt}
     settings = LogSettings(**{k: v for k, v in given.items() if v is not None})
     handler = _Stderr()

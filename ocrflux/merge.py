@@ -21,6 +21,7 @@ from ocrflux.tables import (
     row_texts,
     rows,
 )
+from schemas.results import MergeApplied
 
 Pages = Sequence[Sequence[str] | None]
 """Element lists by page index; None for a page with no elements at all."""
@@ -228,8 +229,33 @@ def _joiner(tail: str) -> str:
     return " "
 
 
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One element of the assembled document, and the 0-based pages its text came from."""
+
+    text: str
+    pages: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Assembly:
+    blocks: list[Block]
+    merges: list[MergeApplied]
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(block.text for block in self.blocks)
+
+
 def assemble(pages: Pages, pairs: PairsByPage, merged_tables: Mapping[tuple[int, int], str]) -> str:
-    """Build the document text from the page elements (spec section 6); inputs are not changed.
+    """The document text (see `assemble_blocks`)."""
+    return assemble_blocks(pages, pairs, merged_tables).text
+
+
+def assemble_blocks(
+    pages: Pages, pairs: PairsByPage, merged_tables: Mapping[tuple[int, int], str]
+) -> Assembly:
+    """Build the document from the page elements (spec section 6); inputs are not changed.
 
     1. Each successful table merge replaces its first table; its second table is emptied.
     2. Text pairs (any pair that is not two tables), page pairs last to first, the model's
@@ -237,23 +263,46 @@ def assemble(pages: Pages, pairs: PairsByPage, merged_tables: Mapping[tuple[int,
        emptied. **Ours**: a table pair whose merge failed stays two elements, no space is
        added after a merged table, and a pair whose second element is already empty is a
        no-op. Pairs that do not address existing elements are ignored.
-    3. Every non-empty element, in page order, joined with blank lines.
+    3. Every non-empty element, in page order; the text joins them with blank lines.
 
-    With no pairs this is the `skip_cross_page_merge` text.
+    Each block keeps the pages its text came from (a paragraph merged over pages 1 and 2 has
+    both), and every detected pair is reported with whether it was applied. Pairs only ever
+    join page p with page p + 1, so pages that are not both selected never merge. With no
+    pairs this is the `skip_cross_page_merge` text.
     """
     work = [list(elements) if elements is not None else [] for elements in pages]
+    owners = [[{page} for _ in elements] for page, elements in enumerate(work)]
+    applied: dict[tuple[int, int, int], MergeApplied] = {}
     for pair in table_pairs(pages, pairs):
         merged = merged_tables.get(pair.first)
         if merged is not None:
             work[pair.page][pair.i] = merged
             work[pair.page + 1][pair.j] = ""
+            owners[pair.page][pair.i] |= owners[pair.page + 1][pair.j]
+        applied[(pair.page, pair.i, pair.j)] = MergeApplied(
+            page=pair.page, i=pair.i, j=pair.j, kind="table", applied=merged is not None
+        )
     for page in sorted(pairs, reverse=True):
         for i, j in pairs[page]:
             first, second = _element(pages, page, i), _element(pages, page + 1, j)
-            if first is None or second is None or (is_table(first) and is_table(second)):
+            if first is None or second is None:
+                continue
+            if is_table(first) and is_table(second):
+                failed = MergeApplied(page=page, i=i, j=j, kind="table", applied=False)
+                applied.setdefault((page, i, j), failed)
                 continue
             tail, head = work[page][i], work[page + 1][j]
             if head:
                 work[page][i] = tail + _joiner(tail) + head
                 work[page + 1][j] = ""
-    return "\n\n".join(element for elements in work for element in elements if element)
+                owners[page][i] |= owners[page + 1][j]
+            applied[(page, i, j)] = MergeApplied(
+                page=page, i=i, j=j, kind="text", applied=bool(head)
+            )
+    blocks = [
+        Block(element, tuple(sorted(owners[page][index])))
+        for page, elements in enumerate(work)
+        for index, element in enumerate(elements)
+        if element
+    ]
+    return Assembly(blocks, sorted(applied.values(), key=lambda m: (m.page, m.i, m.j)))

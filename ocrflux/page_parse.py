@@ -6,7 +6,7 @@ A rejected answer raises `AnswerRejected`, which the task runner counts as a use
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,8 +78,20 @@ def parse_page_answer(content: str) -> PageAnswer:
     return PageAnswer(**data)
 
 
-def _is_figure(element: str) -> bool:
+def is_figure(element: str) -> bool:
+    """Whether a whole element is a figure box, `<Image>(left,top),(right,bottom)</Image>`."""
     return element.startswith("<Image>") and element.endswith("</Image>")
+
+
+def page_pieces(natural_text: str | None) -> Iterator[str]:
+    """The page's pieces in order, figure boxes included: split on blank lines, surrounding
+    newlines trimmed, blank pieces dropped."""
+    if natural_text is None:
+        return
+    for piece in natural_text.split("\n\n"):
+        element = piece.strip("\n")
+        if element.strip():
+            yield element
 
 
 def page_elements(natural_text: str | None) -> list[str]:
@@ -90,15 +102,11 @@ def page_elements(natural_text: str | None) -> list[str]:
     dropped, so that every element has content and the indices the model sees in prompt B
     address exactly the elements that assembly emits. `None` (a blank page) gives `[]`.
     """
-    if natural_text is None:
-        return []
-    elements: list[str] = []
-    for piece in natural_text.split("\n\n"):
-        element = piece.strip("\n")
-        if not element.strip() or _is_figure(element):
-            continue
-        elements.append(matrix_to_html(element) if is_table(element) else element)
-    return elements
+    return [
+        matrix_to_html(piece) if is_table(piece) else piece
+        for piece in page_pieces(natural_text)
+        if not is_figure(piece)
+    ]
 
 
 def page_text(elements: Sequence[str]) -> str:

@@ -23,7 +23,7 @@ _COUNT_WIDTH = 9
 #: Without a terminal, a document's line is repeated at most this often while its pages advance
 #: (a line is written at once when its stage changes, its pages are all done or it finishes).
 LINE_INTERVAL_S = 5.0
-_FINISHED = ("completed", "partial", "failed")
+_FINISHED = ("completed", "partial", "failed", "cancelled")
 
 
 @dataclass

@@ -22,8 +22,8 @@ being called from several threads at once, not even for different documents, so 
 call here holds one process-wide lock: PDF pages rasterise one at a time per process whatever
 the executor, while their PNG encoding (zlib, outside the lock) overlaps the next page's
 (images, decoded by Pillow, run in parallel across documents; one image's frames decode one at
-a time). For parallel PDF rendering use a process pool. `render_page` may be called from
-several threads; one `pages()` iterator must not be shared between threads.
+a time). For parallel PDF rendering use a process pool (`ocrflux.render_pool`). `render_page`
+may be called from several threads; one `pages()` iterator must not be shared between threads.
 """
 
 from __future__ import annotations
@@ -34,11 +34,10 @@ import struct
 import threading
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Self
 
-import pymupdf
 from PIL import Image, ImageOps
 
 from ocrflux.errors import (
@@ -50,8 +49,11 @@ from ocrflux.errors import (
     TooManyPages,
     UnsupportedType,
 )
+from ocrflux.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PAGES, DEFAULT_MAX_PIXELS
+from ocrflux.mupdf import pymupdf
 from ocrflux.sniff import DocumentKind, sniff
 from ocrflux.textlayer import TableMode, TextLayer, read_text_layer
+from schemas.options import PageRanges, normalise_pages, selected_indices
 from schemas.results import ErrorInfo
 
 __all__ = [
@@ -71,17 +73,6 @@ logger = logging.getLogger(__name__)
 
 # The page size OCRFlux-3B was trained on (protocol, section 2).
 TARGET_LONGEST_SIDE = 1024
-
-# The whole document is held in memory (and travels through Kafka and HTTP bodies); 256 MiB is
-# far above any real scan batch while keeping a few documents in flight affordable.
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024
-# Every page costs a model call (~1,000 visual tokens, seconds of GPU time): 2,000 pages is
-# already hours of work for one request; bigger jobs should be split by the sender.
-DEFAULT_MAX_PAGES = 2000
-# Decompression-bomb guard: a few KB of PNG can claim 100,000 x 100,000 px, and decoding needs
-# 3-4 bytes a pixel. 80 Mpx admits an A3 scan at 600 dpi (70 Mpx) and stays below Pillow's own
-# warning threshold (Image.MAX_IMAGE_PIXELS, ~89.5 Mpx), so accepted images never warn.
-DEFAULT_MAX_PIXELS = 80_000_000
 
 # What PyMuPDF raises for unreadable input: FileDataError (a RuntimeError), plain RuntimeError
 # from its C helpers, ValueError, and MuPDF's own exception classes.
@@ -157,21 +148,25 @@ class Document(ABC):
             )
         ]
 
-    def pages(self, page_range: tuple[int, int] | None = None) -> Iterator[RenderedPage]:
+    def pages(self, pages: PageRanges | None = None) -> Iterator[RenderedPage]:
         """Render the pages lazily, in order; only the page being handed out is held.
 
-        `page_range` is `(first, last)`, 1-based and inclusive. A range reaching past the end is
-        clipped to the last page; one that starts past the end, or is malformed, raises
-        `InputError` here, before anything is rendered.
+        `pages` are `(first, last)` ranges, 1-based and inclusive (`schemas.options`; None: every
+        page). A range reaching past the end is clipped to the last page; one that starts past
+        the end, or is malformed, raises `InputError` here, before anything is rendered.
         """
         if self._closed:
             raise ValueError("the document is closed")
-        return self._iter_pages(self.page_indices(page_range))
+        return self._iter_pages(self.page_indices(pages))
 
-    def page_indices(self, page_range: tuple[int, int] | None = None) -> range:
-        """The 0-based indices `page_range` selects (same rules as `pages`)."""
-        start, stop = self._resolve_range(page_range)
-        return range(start, stop)
+    def page_indices(self, pages: PageRanges | None = None) -> list[int]:
+        """The 0-based indices `pages` selects, in order (same rules as `pages`)."""
+        try:
+            return selected_indices(
+                None if pages is None else normalise_pages(pages), self.page_count
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
 
     def render_page(self, index: int) -> RenderedPage:
         """Render one page by 0-based index; a page that cannot be rendered raises
@@ -181,21 +176,9 @@ class Document(ABC):
             raise ValueError("the document was closed while its pages were being read")
         return self._render_page(index)
 
-    def _iter_pages(self, indices: range) -> Iterator[RenderedPage]:
+    def _iter_pages(self, indices: list[int]) -> Iterator[RenderedPage]:
         for index in indices:
             yield self.render_page(index)
-
-    def _resolve_range(self, page_range: tuple[int, int] | None) -> tuple[int, int]:
-        if page_range is None:
-            return 0, self.page_count
-        first, last = page_range
-        if first < 1 or last < first:
-            raise InputError(f"invalid page range {first}-{last}: expected 1 <= first <= last")
-        if first > self.page_count:
-            raise InputError(
-                f"page range {first}-{last} starts after the last page ({self.page_count})"
-            )
-        return first - 1, min(last, self.page_count)
 
     def close(self) -> None:
         if not self._closed:
@@ -461,13 +444,26 @@ PNG_ZLIB_LEVEL = 3
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def _deflate() -> Callable[[bytes | bytearray, int], bytes]:
+    """zlib-ng's `compress` when it is installed, else zlib's: the same format (any PNG reader
+    decodes it to the same pixels) for a quarter to a half of the CPU at level 3 (724 x 1024 px:
+    a sparse page 1.7 vs 5.8 ms, 24 vs 31 KB; a dense one 6.6 vs 12.1 ms, 173 vs 144 KB)."""
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:
+        return zlib.compress
+    return zlib_ng.compress
+
+
+_compress = _deflate()
+
+
 def _pixmap_png(pixmap: pymupdf.Pixmap) -> bytes:
     """An RGB pixmap as a PNG: rows unfiltered, one zlib stream at level `PNG_ZLIB_LEVEL`.
 
-    MuPDF's own `tobytes("png")` costs about twice the CPU (14 vs 8 ms for a 724 x 1024 text
-    page; it is most of a page's rendering cost, measured in BENCHMARKS.md) for the same size on
-    document pages, and holds the GIL throughout, where zlib releases it. The pixels are the
-    same; only the encoding differs.
+    MuPDF's own `tobytes("png")` costs about eight times the CPU (21 vs 2.7 ms for a 724 x 1024
+    text page with zlib-ng, `_deflate`) and holds the GIL throughout, where deflate releases it.
+    The pixels are the same; only the encoding differs.
     """
     rows = _png_rows(pixmap)
     if rows is None:
@@ -489,9 +485,10 @@ def _png_rows(pixmap: pymupdf.Pixmap) -> bytearray | None:
         return None
     samples = pixmap.samples_mv
     rows = bytearray((stride + 1) * height)  # each row: its filter byte (0), then its pixels
+    out = memoryview(rows)  # slices of a memoryview copy without a temporary (half the time)
     for y in range(height):
         start = y * (stride + 1) + 1
-        rows[start : start + stride] = samples[y * stride : (y + 1) * stride]
+        out[start : start + stride] = samples[y * stride : (y + 1) * stride]
     return rows
 
 
@@ -501,7 +498,7 @@ def _png_from_rows(rows: bytearray, width: int, height: int) -> bytes:
         (
             _PNG_SIGNATURE,
             _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", zlib.compress(rows, PNG_ZLIB_LEVEL)),
+            _png_chunk(b"IDAT", _compress(rows, PNG_ZLIB_LEVEL)),
             _png_chunk(b"IEND", b""),
         )
     )

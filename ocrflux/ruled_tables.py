@@ -15,9 +15,8 @@ import html
 from dataclasses import dataclass
 from typing import Literal
 
-import pymupdf
-
 from ocrflux.layout import Box, join_lines, rows_of
+from ocrflux.mupdf import pymupdf
 from ocrflux.tables import matrix_to_html
 
 __all__ = ["TableMode", "centre_in", "find_ruled_tables"]

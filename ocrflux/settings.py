@@ -11,11 +11,12 @@ come from files in `OCRFLUX_SECRETS_DIR`.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import Field
 
-from ocrflux.render import DEFAULT_MAX_BYTES, DEFAULT_MAX_PAGES
+from ocrflux.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PAGES
 from ocrflux.settings_base import OcrfluxSettings, prefixed
 
 __all__ = ["CoreSettings"]
@@ -76,3 +77,16 @@ class CoreSettings(OcrfluxSettings):
         default=DEFAULT_MAX_BYTES, ge=1, validation_alias=prefixed("max_file_bytes")
     )
     max_pages: int = Field(default=DEFAULT_MAX_PAGES, ge=1, validation_alias=prefixed("max_pages"))
+    ocrflux_render_processes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Processes that render PDF pages (`ocrflux.render_pool`); 0 renders in "
+        "the process itself; default: the CPU count",
+    )
+
+    @property
+    def render_processes(self) -> int:
+        """`OCRFLUX_RENDER_PROCESSES`, else the CPU count."""
+        if self.ocrflux_render_processes is not None:
+            return self.ocrflux_render_processes
+        return os.cpu_count() or 1

@@ -2,8 +2,8 @@
 frozen, unknown variables ignored, an empty variable unset; our own unprefixed names also answer
 to `OCRFLUX_<NAME>` (`prefixed`); secrets can come from files in `OCRFLUX_SECRETS_DIR`.
 
-Kept apart from `ocrflux.settings` (the core's settings, which need the renderer's limits) so
-that processes without the renderer (the S3 connector, the SDK) do not load it.
+Kept apart from `ocrflux.settings` (the core's settings), which processes without the core (the
+S3 connector, the SDK) do not need.
 """
 
 from __future__ import annotations

@@ -54,8 +54,6 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Literal
 
-import pymupdf
-
 from ocrflux.layout import (
     Box,
     ends_sentence,
@@ -64,6 +62,7 @@ from ocrflux.layout import (
     join_lines,
     reading_order,
 )
+from ocrflux.mupdf import pymupdf
 from ocrflux.ruled_tables import TableMode, centre_in, find_ruled_tables
 
 __all__ = [

@@ -1,4 +1,6 @@
-"""Write the JSON Schema of every exported topic record to `schemas/json/<name>.schema.json`.
+"""Write the JSON Schema of every exported topic record, and of the output formats that are not
+records (`document_chunks`), to `schemas/json/<name>.schema.json`. The `json` output format is
+the document result itself: `document_result.schema.json`.
 
     python -m schemas.export           write (and remove files of records no longer exported)
     python -m schemas.export --check   exit 1 when the files on disk differ from the models
@@ -16,7 +18,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from schemas.records import EXPORTED
+from schemas.chunks import DocumentChunks
+from schemas.records import EXPORTED as RECORDS
+
+#: Every model with a schema file: the topic records and the chunks output format.
+EXPORTED: dict[str, type[BaseModel]] = {**RECORDS, "document_chunks": DocumentChunks}
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
 SUFFIX = ".schema.json"

@@ -1,17 +1,128 @@
-"""Conversion options: what a caller may ask for, and which of it changes the output."""
+"""Conversion options: what a caller may ask for, and which of it changes the output.
+
+Page selections are parsed here, once, for every surface (CLI, Kafka records, HTTP API): a
+selection is a string such as `1-3,7` (1-based, inclusive) or a list of `[first, last]`
+ranges; it is kept normalised (sorted, overlapping and adjacent ranges joined), so the same
+pages always give the same options and the same `doc_id`.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
-OutputFormat = Literal["markdown", "text"]
+OutputFormat = Literal["markdown", "text", "json", "chunks"]
 EngineName = Literal["vllm", "local", "auto"]
 
 #: The most attempts a caller may ask for per model task; more only burns GPU time on a page
 #: the model has already failed to read several times at rising temperature.
 MAX_ATTEMPTS_LIMIT = 10
+#: Token budget of one chunk (`output_format=chunks`) unless the caller asks for another.
+DEFAULT_CHUNK_TOKENS = 512
+#: Below this a chunk holds a few words; above it no embedding model takes a chunk whole.
+MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS = 32, 8192
+#: Ranges in one selection: `1,3,5,...` over a 2,000-page document is 1,000 ranges; more is
+#: not a selection anyone types.
+MAX_PAGE_RANGES = 1000
+
+PageRanges = tuple[tuple[int, int], ...]
+"""Selected pages as `(first, last)` ranges, 1-based and inclusive, sorted and disjoint."""
+
+
+def parse_pages(text: str) -> PageRanges:
+    """`"1-3,7"` -> `((1, 3), (7, 7))`; raises ValueError naming what is wrong."""
+    ranges = []
+    for part in text.split(","):
+        item = part.strip()
+        first, dash, last = item.partition("-")
+        try:
+            ranges.append((int(first), int(last) if dash else int(first)))
+        except ValueError:
+            raise ValueError(
+                f"pages must look like 1-3,7 (1-based, inclusive), not {text[:60]!r}"
+            ) from None
+    return normalise_pages(ranges)
+
+
+def normalise_pages(ranges: Sequence[Sequence[int]]) -> PageRanges:
+    """Sorted, with overlapping and adjacent ranges joined; raises ValueError for a bad one."""
+    if not ranges:
+        raise ValueError("pages must select at least one page")
+    if len(ranges) > MAX_PAGE_RANGES:
+        raise ValueError(f"pages has {len(ranges)} ranges; at most {MAX_PAGE_RANGES}")
+    joined: list[tuple[int, int]] = []
+    for pair in ranges:
+        if (
+            not isinstance(pair, list | tuple)
+            or len(pair) != 2
+            or not all(type(number) is int for number in pair)
+        ):
+            raise ValueError(f"a page range is [first, last] (whole numbers), not {pair!r}")
+        first, last = pair
+        if first < 1 or last < first:
+            raise ValueError(f"page range {first}-{last}: expected 1 <= first <= last")
+        joined.append((first, last))
+    joined.sort()
+    merged = [joined[0]]
+    for first, last in joined[1:]:
+        previous_first, previous_last = merged[-1]
+        if first <= previous_last + 1:
+            merged[-1] = (previous_first, max(previous_last, last))
+        else:
+            merged.append((first, last))
+    return tuple(merged)
+
+
+def format_pages(ranges: PageRanges) -> str:
+    """`((1, 3), (7, 7))` -> `"1-3,7"`."""
+    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+def selected_indices(ranges: PageRanges | None, page_count: int) -> list[int]:
+    """The 0-based indices a selection picks in a document of `page_count` pages, in order.
+
+    A range reaching past the end is clipped to the last page; one that starts past the end
+    raises ValueError (the caller asked for a page that does not exist).
+    """
+    if ranges is None:
+        return list(range(page_count))
+    indices: list[int] = []
+    for first, last in ranges:
+        if first > page_count:
+            raise ValueError(
+                f"page range {format_pages(((first, last),))} starts after the last page "
+                f"({page_count})"
+            )
+        indices.extend(range(first - 1, min(last, page_count)))
+    return indices
+
+
+def _pages_input(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_pages(value)
+    if isinstance(value, list | tuple):
+        return normalise_pages(value)
+    return value
+
+
+Pages = Annotated[
+    PageRanges,
+    BeforeValidator(_pages_input, json_schema_input_type=str | list[tuple[int, int]]),
+]
+
+
+#: Fields added after the first version of the records (see `ConversionOptions` serialization).
+_ADDED_FIELDS = ("pages", "chunk_tokens")
 
 
 class ConversionOptions(BaseModel):
@@ -19,20 +130,62 @@ class ConversionOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    output_format: OutputFormat = "markdown"
+    output_format: OutputFormat = Field(
+        default="markdown",
+        description="markdown or text: the content; json: the whole result; chunks: "
+        "heading-aware chunks of the Markdown for retrieval (see `ocrflux.result_formats`)",
+    )
     max_page_retries: int = Field(default=1, ge=1, le=MAX_ATTEMPTS_LIMIT)
     skip_cross_page_merge: bool = False
+    pages: Pages | None = Field(
+        default=None,
+        description='Pages to convert: "1-3,7" or [[1, 3], [7, 7]], 1-based and inclusive; '
+        "kept sorted with overlaps joined. Cross-page merges run only between selected pages "
+        "that are neighbours in the document.",
+    )
     page_range: tuple[int, int] | None = Field(
-        default=None, description="First and last page to convert, 1-based and inclusive."
+        default=None,
+        deprecated=True,
+        description="First and last page to convert (the previous version's field): still "
+        "accepted, and read as `pages`",
     )
     engine: EngineName | None = Field(
         default=None, description="Recognition engine; None means the worker's default."
     )
+    chunk_tokens: int | None = Field(
+        default=None,
+        ge=MIN_CHUNK_TOKENS,
+        le=MAX_CHUNK_TOKENS,
+        description=f"Token budget of a chunk with output_format=chunks (default "
+        f"{DEFAULT_CHUNK_TOKENS})",
+    )
 
-    @model_validator(mode="after")
-    def _check_page_range(self) -> ConversionOptions:
-        if self.page_range is not None:
-            first, last = self.page_range
+    @model_validator(mode="before")
+    @classmethod
+    def _page_range_as_pages(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("page_range") is not None:
+            if data.get("pages") is not None:
+                raise ValueError("give pages or page_range (the older name), not both")
+            first, last = data["page_range"]
             if first < 1 or last < first:
                 raise ValueError("page_range must be (first, last) with 1 <= first <= last")
+            data = {**data, "pages": ((first, last),), "page_range": None}
+        return data
+
+    @model_serializer(mode="wrap")
+    def _without_unset_additions(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Fields this version added are left out while unset, so options that use none of
+        # them give the previous version's JSON: the same doc_id, and records that a worker
+        # of the previous version still reads.
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in _ADDED_FIELDS:
+                if data.get(name) is None:
+                    data.pop(name, None)
+        return data
+
+    @model_validator(mode="after")
+    def _chunk_tokens_with_chunks(self) -> ConversionOptions:
+        if self.chunk_tokens is not None and self.output_format != "chunks":
+            raise ValueError("chunk_tokens goes with output_format=chunks")
         return self

@@ -3,8 +3,10 @@
 Topics (prefix configurable, default `ocrflux`):
 
     <prefix>.documents     DocumentRequest                        key doc_id
+    <prefix>.cancels       CancelRequest                          key doc_id, compacted
     <prefix>.pages         PageTask                               key "<doc_id>/<page>"
     <prefix>.page-results  PageDone | PairsDetected | TableMerged  key doc_id
+                           | DocumentCancelled
     <prefix>.results       DocumentResult (schemas.results)       key doc_id, compacted
     <prefix>.progress      ProgressEvent                          key doc_id
     <prefix>.dlq           DlqRecord                              key as the original record
@@ -32,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.options import ConversionOptions
+from schemas.options import ConversionOptions, OutputFormat, selected_indices
 from schemas.results import DocumentResult, ErrorInfo, PageResult, TokenUsage
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -99,13 +101,27 @@ class DocumentRequest(_Record):
         return self
 
 
+class CancelRequest(_Record):
+    """Stop converting a document: every submission of `doc_id` made before `requested_at`
+    (a later submission converts it again). A finished document is not touched."""
+
+    kind: Literal["cancel_request"] = "cancel_request"
+    doc_id: str
+    requested_at: float = Field(default_factory=_now)
+    reason: str | None = None
+
+
 class DocumentInfo(BaseModel):
     """What later stages need to know about a document; travels with each of its pages."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     first_page: int = Field(ge=0, description="First 0-based page index converted")
-    stop_page: int = Field(ge=1, description="One past the last 0-based page index converted")
+    stop_page: int = Field(
+        ge=1,
+        description="One past the last 0-based page index converted; the pages in between "
+        "that are converted are those `options.pages` selects",
+    )
     num_pages: int = Field(ge=1, description="Pages in the whole document")
     options: ConversionOptions
     source: str | None = Field(default=None, description="File name or URL of the input")
@@ -125,7 +141,14 @@ class DocumentInfo(BaseModel):
 
     @property
     def pages_total(self) -> int:
-        return self.stop_page - self.first_page
+        return len(self.page_indices())
+
+    def page_indices(self) -> list[int]:
+        """The 0-based pages converted, in order: the selection (`options.pages`, which may skip
+        pages), else every page from `first_page` to `stop_page`."""
+        if self.options.pages is None:
+            return list(range(self.first_page, self.stop_page))
+        return selected_indices(self.options.pages, self.num_pages)
 
 
 class PageTask(_Record):
@@ -171,9 +194,28 @@ class TableMerged(_Record):
     usage: TokenUsage = Field(default_factory=TokenUsage)
 
 
-PageResultsRecord = Annotated[PageDone | PairsDetected | TableMerged, Field(discriminator="kind")]
+class DocumentCancelled(_Record):
+    """A stage stopped work on a cancelled document: the assembler answers it with one
+    `cancelled` result per submission."""
 
-Stage = Literal["queued", "split", "recognize", "assemble", "completed", "partial", "failed"]
+    kind: Literal["document_cancelled"] = "document_cancelled"
+    doc_id: str
+    submission: str | None = Field(default=None, description="As in `DocumentInfo`")
+    stage: Literal["split", "recognize"]
+    num_pages: int = 0
+    output_format: OutputFormat = "markdown"
+    source: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    reply_to: str | None = None
+
+
+PageResultsRecord = Annotated[
+    PageDone | PairsDetected | TableMerged | DocumentCancelled, Field(discriminator="kind")
+]
+
+Stage = Literal[
+    "queued", "split", "recognize", "assemble", "completed", "partial", "failed", "cancelled"
+]
 
 
 class ProgressEvent(_Record):
@@ -213,6 +255,8 @@ class ResultRecord(DocumentResult):
 
 AnyRecord = Annotated[
     DocumentRequest
+    | CancelRequest
+    | DocumentCancelled
     | PageTask
     | PageDone
     | PairsDetected
@@ -238,6 +282,8 @@ def decode(data: bytes | str) -> BaseModel:
 #: The models whose JSON Schema is exported for producers in other languages.
 EXPORTED: dict[str, type[BaseModel]] = {
     "document_request": DocumentRequest,
+    "cancel_request": CancelRequest,
+    "document_cancelled": DocumentCancelled,
     "page_task": PageTask,
     "page_done": PageDone,
     "pairs_detected": PairsDetected,

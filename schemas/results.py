@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.options import OutputFormat
 
 PageSource = Literal["model", "text_layer", "ocr", "none"]
-DocumentStatus = Literal["completed", "partial", "failed"]
+#: `cancelled`: stopped at the caller's request (`ocrflux cancel`, `DELETE /v1/jobs/{id}`).
+DocumentStatus = Literal["completed", "partial", "failed", "cancelled"]
 
 
 class ErrorInfo(BaseModel):
@@ -52,8 +53,49 @@ class PageResult(BaseModel):
         return not self.fallback
 
 
+class PageSummary(BaseModel):
+    """What became of one converted page: where its text came from, what it cost, and why it
+    is a fallback page when it is one."""
+
+    index: int = Field(ge=0, description="0-based page index within the document")
+    source: PageSource
+    fallback: bool = False
+    attempts: int = Field(default=0, description="Model attempts spent on the page")
+    latency_s: float = Field(default=0.0, description="Time recognizing it, attempts included")
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    error: ErrorInfo | None = Field(
+        default=None, description="Why the model's answer was not used (fallback pages)"
+    )
+
+
+class MergeApplied(BaseModel):
+    """A detected cross-page pair: element `i` of page `page` continues as element `j` of page
+    `page + 1` (0-based), and whether assembly joined them (a failed table merge leaves two
+    tables; a text pair whose second element was already joined elsewhere is not applied)."""
+
+    page: int = Field(ge=0)
+    i: int = Field(ge=0)
+    j: int = Field(ge=0)
+    kind: Literal["text", "table"]
+    applied: bool
+
+
+class TextBlock(BaseModel):
+    """One element of `document_text` after the cross-page merge: `document_text[start:end]`
+    (offsets in Unicode code points), and the 0-based pages its text came from."""
+
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    pages: list[int]
+
+
 class DocumentResult(BaseModel):
-    """The result of converting one document."""
+    """The result of converting one document.
+
+    Versioning: `schema_version` changes only when a field changes meaning or goes away; new
+    optional fields (here `pages`, `merges` and `blocks`) keep it, so a reader of version 1
+    ignores what it does not know and a result written before they existed still validates.
+    """
 
     schema_version: Literal[1] = 1
     doc_id: str = ""
@@ -76,3 +118,13 @@ class DocumentResult(BaseModel):
     model: str | None = None
     usage: TokenUsage = Field(default_factory=TokenUsage)
     timings: dict[str, float] = Field(default_factory=dict)
+    pages: list[PageSummary] = Field(
+        default_factory=list, description="Every converted page, in page order"
+    )
+    merges: list[MergeApplied] = Field(
+        default_factory=list, description="Cross-page pairs the model detected, in page order"
+    )
+    blocks: list[TextBlock] = Field(
+        default_factory=list,
+        description="The elements of document_text with their pages (what chunks are cut from)",
+    )

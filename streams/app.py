@@ -6,6 +6,10 @@ and the handler that does the role's work.
     recognize  <prefix>.pages         <prefix>.recognize     OCRFLUX_RECOGNIZE_CONCURRENCY
     assemble   <prefix>.page-results  <prefix>.assemble      1, state in <prefix>.assembly-state
 
+Split and recognize also read all of `<prefix>.cancels` (outside any group; streams/cancels.py)
+to stop work on cancelled documents, and split reads `<prefix>.results` the same way to answer
+a new submission of a finished document without recognizing it (streams/finished.py).
+
 Each role has its own consumer group, so workers that run different roles never take each
 other's partitions, and every worker that recognizes shares the pages. Records are raw bytes,
 decoded inside the handlers: a record that does not parse becomes a dlq record (and, where its
@@ -24,7 +28,9 @@ from aiokafka import ConsumerRecord
 
 from streams.assemble_agent import AssembleHandler
 from streams.assembly import Assembler, decode_state
+from streams.cancels import Cancels
 from streams.engine_pool import EnginePool
+from streams.finished import FinishedDocuments
 from streams.metrics import WorkerMetrics
 from streams.model_gate import ModelGate
 from streams.outbox import Blobs, Outbox
@@ -36,6 +42,7 @@ from streams.runtime.runner import Handler, RoleRunner
 from streams.runtime.table import ChangelogTable
 from streams.settings import WorkerSettings
 from streams.split_agent import SplitHandler
+from streams.split_control import SplitControl
 
 _log = logging.getLogger(__name__)
 
@@ -122,8 +129,22 @@ def build_pipeline(
             **extra,
         )
 
+    cancels: Cancels | None = None
+    if roles & {"split", "recognize"}:
+        cancels = Cancels(names.cancels, options)  # one view for both roles
+        background.append(cancels.follow)
+        closers.append(cancels.close)
+
     if "split" in roles:
-        splitter = SplitHandler(settings, outbox, blobs, metrics)
+        assert cancels is not None
+        control = SplitControl(
+            outbox,
+            cancels,
+            FinishedDocuments(names.results, options),
+            ResultReader(names.results, options),
+        )
+        closers.append(control.close)
+        splitter = SplitHandler(settings, outbox, blobs, metrics, control)
 
         async def split(record: ConsumerRecord[bytes, bytes]) -> None:
             await splitter.handle(
@@ -142,7 +163,7 @@ def build_pipeline(
 
         async def recognize(record: ConsumerRecord[bytes, bytes]) -> None:
             await recognize_record(
-                record.key, record.value or b"", settings, engines, gate, outbox, metrics
+                record.key, record.value or b"", settings, engines, gate, outbox, metrics, cancels
             )
 
         async def recognize_crashed(record: ConsumerRecord[bytes, bytes], exc: Exception) -> None:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from ocrflux.engines.base import Engine
 from schemas.records import (
+    DocumentCancelled,
     PageDone,
     PairsDetected,
     ProgressEvent,
@@ -66,7 +67,7 @@ class AssembleHandler:
         key, value = message.key, message.value or b""
         try:
             record = decode(value)
-            if not isinstance(record, PageDone | PairsDetected | TableMerged):
+            if not isinstance(record, PageDone | PairsDetected | TableMerged | DocumentCancelled):
                 raise ValueError(f"unexpected {type(record).__name__} on page-results")
         except (ValidationError, ValueError) as exc:
             await self.outbox.dlq(
@@ -79,7 +80,7 @@ class AssembleHandler:
                 exc=exc,
             )
             return
-        if not isinstance(record, PageDone):
+        if isinstance(record, PairsDetected | TableMerged):
             self.inflight.pop(outcome_key(record), None)  # the job's answer is here
         self.table.current_partition = message.partition
         at = message.timestamp / 1000
@@ -171,8 +172,10 @@ class AssembleHandler:
         if len(encoded) > self.settings.result_max_bytes:
             # Claim check for results too: the full JSON goes to the blob store.
             url = await self.blobs.put(encoded, f"results/{result.doc_id}.json")
+            # Everything that grows with the document stays behind the reference.
+            emptied = {"document_text": "", "content": "", "page_texts": {}, "pages": []}
             result = result.model_copy(
-                update={"document_text": "", "content": "", "page_texts": {}, "result_ref": url}
+                update={**emptied, "merges": [], "blocks": [], "result_ref": url}
             )
         delivered = await self.outbox.deliver(names.results, result.doc_id, result)
         self.metrics.document_done(result)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 from ocrflux.document import build_result, pairs_to_detect
 from ocrflux.merge import ready_table_merges, table_merge_chains, table_merges_done
 from schemas.records import (
+    DocumentCancelled,
     DocumentInfo,
     PageDone,
     PairsDetected,
@@ -176,8 +177,7 @@ class _PagesView(Mapping[int, PageResult]):
         return entry.result
 
     def __iter__(self) -> Iterator[int]:
-        info = self._state.info
-        return (p for p in range(info.first_page, info.stop_page) if p in self)
+        return (p for p in self._state.info.page_indices() if p in self)
 
     def __len__(self) -> int:
         return self._state.pages_done
@@ -191,10 +191,16 @@ class Assembler:
         self.store = store
 
     def apply(
-        self, record: PageDone | PairsDetected | TableMerged, *, partition: int, at: float
+        self,
+        record: PageDone | PairsDetected | TableMerged | DocumentCancelled,
+        *,
+        partition: int,
+        at: float,
     ) -> Step:
         """Apply one page-results record; `at` is the record's timestamp (replays repeat it)."""
         state = self.store.get(record.doc_id)
+        if isinstance(record, DocumentCancelled):
+            return self._cancel(state, record)
         if isinstance(state, EmittedDoc):
             return self._finished_already(state, record)
         if isinstance(record, PageDone):
@@ -243,6 +249,45 @@ class Assembler:
             return Step()
         resend = Resend(record.doc_id, state.result_partition, state.result_offset, record.info)
         return Step(resend=resend, submission=submission)
+
+    def _cancel(self, state: DocState | EmittedDoc | None, record: DocumentCancelled) -> Step:
+        """The `cancelled` result, once per submission. A `completed` result stands (a cancel
+        that comes after it changes nothing); a degraded or cancelled one gives way to the
+        cancel of a newer submission."""
+        if isinstance(state, EmittedDoc) and (
+            state.status == "completed" or record.submission in (None, state.submission)
+        ):
+            return Step()
+        if isinstance(state, DocState) and record.submission not in (None, state.info.submission):
+            # Another submission's cancel (an older one's, late): the one under way stops only
+            # on a cancel of its own, which its own pages bring if the cancel covers it.
+            return Step()
+        info = state.info if isinstance(state, DocState) else None
+        prefix = f"{record.doc_id}/"
+        result = ResultRecord(
+            doc_id=record.doc_id,
+            status="cancelled",
+            error=ErrorInfo(code="cancelled", message="cancelled at the caller's request"),
+            num_pages=info.num_pages if info else record.num_pages,
+            output_format=record.output_format,
+            source=record.source,
+            engine=info.engine if info else "",
+            model=info.model if info else None,
+            usage=state.usage if isinstance(state, DocState) else TokenUsage(),
+            metadata=record.metadata,
+            reply_to=record.reply_to,
+        )
+        return Step(
+            result=result,
+            progress=ProgressEvent(
+                doc_id=record.doc_id,
+                stage="cancelled",
+                pages_done=state.pages_done if isinstance(state, DocState) else 0,
+                pages_total=info.pages_total if info else record.num_pages,
+            ),
+            finished_keys=[key for key in list(self.store) if key.startswith(prefix)],
+            submission=record.submission,
+        )
 
     def _page(self, state: DocState, record: PageDone, at: float) -> Step:
         page = record.result.index

@@ -13,6 +13,7 @@ from ocrflux.render import RenderedPage
 from ocrflux.tasks import TaskOutcome
 from schemas.records import PageDone, PageTask, decode
 from schemas.results import ErrorInfo
+from streams.cancels import Cancels, cancelled_from_info
 from streams.engine_pool import EnginePool
 from streams.metrics import WorkerMetrics
 from streams.model_gate import ModelGate
@@ -44,9 +45,11 @@ async def recognize_record(
     gate: ModelGate,
     outbox: Outbox,
     metrics: WorkerMetrics,
+    cancels: Cancels | None = None,
 ) -> None:
     """One page task in, its page result out. While the model is unreachable the page waits
-    (`ModelGate`); any other exception is the runner's to answer (`answer_crash`)."""
+    (`ModelGate`); any other exception is the runner's to answer (`answer_crash`). A page of a
+    cancelled document is not recognized: the assembler is told instead."""
     names = outbox.names
     try:
         task = _page_task(value)
@@ -63,7 +66,15 @@ async def recognize_record(
         metrics.errors.labels("recognize", "invalid_record").inc()
         return
     engine = await engines.get(task.info.options.engine)
-    done = await gate.run(engine, partial(recognize, task, engine, settings.ocrflux_worker_id))
+    work = gate.run(engine, partial(recognize, task, engine, settings.ocrflux_worker_id))
+    if cancels is None:
+        done: PageDone | None = await work
+    else:
+        done = await cancels.unless_cancelled(task.doc_id, task.info.submitted_at, work)
+    if done is None:  # cancelled before or while the model was asked
+        cancelled = cancelled_from_info(task.doc_id, task.info, "recognize")
+        await outbox.send(names.page_results, task.doc_id, cancelled)
+        return
     _log.debug(
         "page %s/%s recognized: %s after %d attempt(s)",
         task.doc_id,

@@ -1,7 +1,8 @@
 """The split stage: one document request in, one page task per page out, in page order.
 
-Only the page being handed out and `RENDER_AHEAD` pages being rendered are held in memory; the
-agent bounds how many rendered pages wait for delivery. Input problems raise `InputError` (the
+Only the page being handed out and the few pages being rendered (`PageRenderer.ahead`: in the
+render pool's processes, or in an executor) are held in memory; the agent bounds how many
+rendered pages wait for delivery. Input problems raise `InputError` (the
 agent answers them with a failed result and a dlq record); a single page that cannot be
 rendered becomes a failed page, not a failed document.
 """
@@ -19,14 +20,10 @@ from itertools import islice
 from ocrflux.errors import InputError
 from ocrflux.identity import content_digest, doc_id_for
 from ocrflux.render import RenderedPage, open_document
+from ocrflux.render_pool import PageRenderer, RenderPool
 from ocrflux.textlayer import TableMode
 from schemas.records import DocumentInfo, DocumentRequest, PageDone, PageTask, ProgressEvent
 from schemas.results import ErrorInfo, PageResult
-
-#: Pages rendered ahead of the one being handed out: the next page rasterises while this one's
-#: PNG is compressed (outside PyMuPDF's lock, without the GIL): a 100-page text PDF splits in
-#: 0.6 s instead of 1.0 s when a core is free, for one more page in memory.
-RENDER_AHEAD = 1
 
 #: Reads a reference: (url, max_bytes, expected sha256 or None) -> bytes, raising FetchFailed.
 Fetch = Callable[[str, int, str | None], Awaitable[bytes]]
@@ -61,6 +58,7 @@ async def split_document(
     max_pages: int,
     tables: TableMode = "ruled",
     executor: Executor | None = None,
+    renders: RenderPool | None = None,
     submission: str | None = None,
 ) -> AsyncIterator[PageTask | PageDone | ProgressEvent]:
     """Page tasks (and failed pages) of one document, in page order, after a progress event.
@@ -75,13 +73,17 @@ async def split_document(
             open_document, data, max_bytes=max_bytes, max_pages=max_pages, text_layer_tables=tables
         ),
     )
-    del data  # the parser holds what it needs
     ahead: deque[tuple[int, asyncio.Future[RenderedPage]]] = deque()
+    renderer: PageRenderer | None = None
     try:
-        indices = document.page_indices(request.options.page_range)
+        indices = document.page_indices(request.options.pages)
+        renderer = await (renders or RenderPool(0)).open_renderer(
+            document, data, pages=len(indices), tables=tables, executor=executor
+        )
+        del data  # the parser (and the render pool's spooled copy) hold what they need
         info = DocumentInfo(
-            first_page=indices.start,
-            stop_page=indices.stop,
+            first_page=indices[0],
+            stop_page=indices[-1] + 1,
             num_pages=document.page_count,
             options=request.options,
             source=request.filename or request.content_ref,
@@ -94,10 +96,8 @@ async def split_document(
         yield ProgressEvent(doc_id=doc_id, stage="split", pages_total=len(indices))
         waiting = iter(indices)
         while True:
-            for following in islice(waiting, RENDER_AHEAD + 1 - len(ahead)):
-                ahead.append(
-                    (following, loop.run_in_executor(executor, document.render_page, following))
-                )
+            for following in islice(waiting, renderer.ahead - len(ahead)):
+                ahead.append((following, asyncio.ensure_future(renderer.render(following))))
             if not ahead:
                 break
             index, rendering = ahead.popleft()
@@ -127,4 +127,6 @@ async def split_document(
     finally:
         # Renders still running (the consumer stopped early) finish before the document closes.
         await asyncio.gather(*(rendering for _, rendering in ahead), return_exceptions=True)
+        if renderer is not None:
+            renderer.close()
         await loop.run_in_executor(executor, document.close)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from ocrflux.engines.factory import text_layer_tables
 from ocrflux.errors import InputError, OcrfluxError
+from ocrflux.render_pool import shared_pool
 from schemas.options import ConversionOptions
 from schemas.records import (
     DocumentRequest,
@@ -24,6 +25,7 @@ from streams.metrics import WorkerMetrics
 from streams.outbox import Blobs, Outbox
 from streams.settings import WorkerSettings
 from streams.split import request_doc_id, split_document
+from streams.split_control import SplitControl
 
 _log = logging.getLogger(__name__)
 
@@ -42,12 +44,18 @@ def _request_or_none(value: bytes) -> DocumentRequest | None:
 
 class SplitHandler:
     def __init__(
-        self, settings: WorkerSettings, outbox: Outbox, blobs: Blobs, metrics: WorkerMetrics
+        self,
+        settings: WorkerSettings,
+        outbox: Outbox,
+        blobs: Blobs,
+        metrics: WorkerMetrics,
+        control: SplitControl | None = None,
     ) -> None:
         self.settings = settings
         self.outbox = outbox
         self.blobs = blobs
         self.metrics = metrics
+        self.control = control  # cancels and finished documents (streams/split_control.py)
 
     async def handle(
         self, key: bytes | None, value: bytes, where: str = "", submission: str | None = None
@@ -77,6 +85,8 @@ class SplitHandler:
             where,
             extra={"doc_id": doc_id},
         )
+        if self.control and await self.control.answered(request, doc_id, submission):
+            return
         pending: list[asyncio.Future[Any]] = []
         sent = 0
         try:
@@ -90,8 +100,11 @@ class SplitHandler:
                 ),
                 max_bytes=self.settings.max_file_bytes,
                 max_pages=self.settings.max_pages,
+                renders=shared_pool(self.settings.render_processes),
                 submission=submission,
             ):
+                if self.control and await self.control.stopped(request, doc_id, item):
+                    break
                 if isinstance(item, ProgressEvent):
                     await self.outbox.progress(item)
                     continue

@@ -13,6 +13,7 @@ import signal
 from collections.abc import Callable, Sequence
 
 from ocrflux.exit_codes import EXIT_INTERRUPTED, EXIT_OK
+from ocrflux.render_pool import shared_pool
 from streams.app import Pipeline, build_pipeline
 from streams.blobstore import BlobFetcher, BlobStore, open_blob_store
 from streams.engine_pool import EnginePool
@@ -92,6 +93,10 @@ async def serve(settings: WorkerSettings, roles: Sequence[str]) -> None:
     producer = Producer(settings, client_id=f"ocrflux-{settings.ocrflux_worker_id}")
     await producer.start()
     try:
+        if "split" in roles:
+            # The split role's render processes (`SplitHandler`): started before work comes,
+            # they live as long as this process (other workers in it may share them).
+            await shared_pool(settings.render_processes).start()
         if "recognize" in roles or "assemble" in roles:
             await engines.get(None)  # open (and log) the default engine before taking work
         metrics.track_inflight(

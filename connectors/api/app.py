@@ -78,6 +78,8 @@ def routes(app: web.Application) -> None:
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", prometheus)
     app.router.add_post("/v1/jobs", routes_jobs.submit_job)
+    app.router.add_get("/v1/jobs", routes_jobs.list_jobs)
+    app.router.add_delete("/v1/jobs/{job_id}", routes_jobs.cancel_job)
     app.router.add_get("/v1/jobs/{job_id}", routes_jobs.job_status)
     app.router.add_get("/v1/jobs/{job_id}/events", routes_jobs.job_events)
     app.router.add_get("/openapi.json", openapi_json)

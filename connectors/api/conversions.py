@@ -10,7 +10,8 @@ and the imported modules' memory is shared (about 50 MB of each process's own, n
 
 Each process is its own single-worker pool: a process that dies (MuPDF crashing on a hostile
 PDF, the OOM killer) fails only the conversion it was running (`ConversionCrashed`) and is
-replaced. Progress comes back on one queue, read by a thread that hands it to the event loop.
+replaced; so is the process of a conversion that is cancelled (the task awaiting `convert`).
+Progress comes back on one queue, read by a thread that hands it to the event loop.
 """
 
 from __future__ import annotations
@@ -106,6 +107,18 @@ class ConversionPool:
             raise ConversionCrashed(
                 "the conversion process stopped while converting this document"
             ) from exc
+        except asyncio.CancelledError:
+            # The job was cancelled (DELETE /v1/jobs/{id}): its process stops converting now,
+            # and a fresh one takes its place.
+            self._pools.remove(pool)
+            processes = _processes(pool)
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()
+            reaping = self._loop.run_in_executor(None, _reap, processes)
+            reaping.add_done_callback(lambda _: None)
+            pool = self._new_pool()
+            raise
         finally:
             self._listeners.pop(order.order_id, None)
             self._idle.put_nowait(pool)

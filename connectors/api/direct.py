@@ -48,7 +48,7 @@ class DirectMode:
         self._pool = ConversionPool(settings, settings.ocrflux_max_conversions)
         self._limit = settings.ocrflux_max_conversions + settings.ocrflux_max_queued
         self._pending = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._last_choice = ""
 
     # --- engine choice --------------------------------------------------------------------
@@ -90,8 +90,16 @@ class DirectMode:
         self._metrics.in_flight.set(self._pending)
         submission.spool.hold()  # released by _run, whatever ends it
         task = asyncio.create_task(self._run(job, submission, engine))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[job.job_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(job.job_id, None))
+
+    async def cancel(self, job: Job) -> None:
+        """A queued job leaves the queue; a running one's conversion process is stopped."""
+        task = self._tasks.get(job.job_id)
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     async def _run(self, job: Job, submission: Submission, engine: str) -> None:
         try:
@@ -105,6 +113,9 @@ class DirectMode:
                 started=lambda: self._store.running(job),
             )
             self._store.finish(job, result)
+        except asyncio.CancelledError:
+            self._store.cancel(job)
+            raise
         except OcrfluxError as exc:
             self._store.fail(job, ErrorInfo(code=exc.code, message=exc.message))
         except Exception as exc:  # a bug must fail the job, not leave it running forever
@@ -126,7 +137,8 @@ class DirectMode:
         }
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._pool.close()

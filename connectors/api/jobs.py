@@ -1,14 +1,15 @@
 """Jobs: the state machine of one conversion, and the store every handler reads.
 
     queued ──> running ──> completed      (a result: completed or partial document)
-       │          └──────> failed         (a failed result, or an error before any result)
-       └─────────────────> completed | failed
+       │          ├──────> failed         (a failed result, or an error before any result)
+       │          └──────> cancelled      (DELETE /v1/jobs/{id}, `ocrflux cancel`)
+       └─────────────────> completed | failed | cancelled
 
 A terminal job stays terminal. A later submission of the same document (same `job_id`, since
 `job_id` is the doc_id: content hash + options) joins the job while it runs or when its
-document completed (`Job.reusable`); a job that failed, or whose document is only `partial`,
-is replaced by a new one: degraded results are never served as final. In kafka mode the store
-is fed by the progress and results topics, so any instance knows every job.
+document completed (`Job.reusable`); a job that failed or was cancelled, or whose document is
+only `partial`, is replaced by a new one: degraded results are never served as final. In kafka
+mode the store is fed by the progress and results topics, so any instance knows every job.
 
 Memory is bounded: at most `retained` finished jobs are kept (oldest dropped first); jobs in
 flight are bounded by the modes' own limits.
@@ -30,19 +31,26 @@ from connectors.api.models import (
     JobState,
     JobStatus,
 )
+from ocrflux.result_formats import structured
+from schemas.chunks import DocumentChunks
 from schemas.options import OutputFormat
 from schemas.results import DocumentResult, ErrorInfo
 
-__all__ = ["Job", "JobStore", "SourceKey", "convert_response"]
+__all__ = ["CANCELLED", "Job", "JobStore", "SourceKey", "convert_response"]
 
 SourceKey = Literal["filename", "url"]
-TERMINAL: frozenset[JobState] = frozenset({"completed", "failed"})
+#: The error of a cancelled job (the workers' `cancelled` result carries the same).
+CANCELLED = ErrorInfo(code="cancelled", message="cancelled at the caller's request")
+TERMINAL: frozenset[JobState] = frozenset({"completed", "failed", "cancelled"})
+#: The most jobs one `GET /v1/jobs` answer lists.
+MAX_LIST_LIMIT = 500
 
 
 @dataclass(eq=False)
 class Job:
     job_id: str
     output_format: OutputFormat = "markdown"
+    chunk_tokens: int | None = None
     source_key: SourceKey = "filename"
     source: str | None = None
     file_size: int = 0
@@ -55,6 +63,9 @@ class Job:
     result: DocumentResult | None = None
     error: ErrorInfo | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    _answer: ConvertResponse | DocumentResult | DocumentChunks | None = field(
+        default=None, repr=False
+    )
 
     @property
     def terminal(self) -> bool:
@@ -71,12 +82,7 @@ class Job:
     def status(self) -> JobStatus:
         response = None
         if self.state == "completed" and self.result is not None:
-            response = convert_response(
-                self.result,
-                source_key=self.source_key,
-                source=self.source,
-                file_size=self.file_size,
-            )
+            response = self._answer = self._answer or self._render(self.result)
         return JobStatus(
             job_id=self.job_id,
             status=self.state,
@@ -85,7 +91,18 @@ class Job:
             created_at=self.created_at,
             updated_at=self.updated_at,
             result=response,
-            error=self.error if self.state == "failed" else None,
+            error=self.error if self.state in ("failed", "cancelled") else None,
+        )
+
+    def _render(self, result: DocumentResult) -> ConvertResponse | DocumentResult | DocumentChunks:
+        """The result in the job's format: json and chunks as `ocrflux.result_formats` makes
+        them for every surface, markdown and text as the guide's answer. Made once: a job's
+        result does not change, and chunking a long document is not free."""
+        answer = structured(result, self.output_format, self.chunk_tokens)
+        if answer is not None:
+            return answer
+        return convert_response(
+            result, source_key=self.source_key, source=self.source, file_size=self.file_size
         )
 
     def _touch(self) -> None:
@@ -115,10 +132,26 @@ class JobStore:
         return self._jobs.get(job_id)
 
     def counts(self) -> dict[JobState, int]:
-        counts: dict[JobState, int] = {"queued": 0, "running": 0, "completed": 0, "failed": 0}
+        counts: dict[JobState, int] = {
+            "queued": 0,
+            "running": 0,
+            "completed": 0,
+            "failed": 0,
+            "cancelled": 0,
+        }
         for job in self._jobs.values():
             counts[job.state] += 1
         return counts
+
+    def listing(
+        self, state: JobState | None = None, *, limit: int, offset: int = 0
+    ) -> tuple[list[Job], int | None]:
+        """Jobs newest first (by creation), only those in `state` if given: the page at
+        `offset`, and the offset of the next page (None on the last)."""
+        jobs = [j for j in self._jobs.values() if state is None or j.state == state]
+        jobs.sort(key=lambda j: j.created_at, reverse=True)
+        page = jobs[offset : offset + limit]
+        return page, offset + limit if offset + limit < len(jobs) else None
 
     def in_flight(self) -> int:
         return sum(1 for job in self._jobs.values() if not job.terminal)
@@ -151,8 +184,8 @@ class JobStore:
         if job.terminal:
             return
         job.result = result
-        if result.status == "failed":
-            job.state = "failed"
+        if result.status in ("failed", "cancelled"):
+            job.state = result.status
             job.error = result.error or ErrorInfo(code="internal", message="conversion failed")
         else:
             job.state = "completed"
@@ -165,6 +198,13 @@ class JobStore:
             return
         job.state = "failed"
         job.error = error
+        self._finished(job)
+
+    def cancel(self, job: Job) -> None:
+        if job.terminal:
+            return
+        job.state = "cancelled"
+        job.error = CANCELLED
         self._finished(job)
 
     def _finished(self, job: Job) -> None:
@@ -218,7 +258,7 @@ def convert_response(
         pages_processed=len(result.page_texts),
         fallback_pages=result.fallback_pages,
     )
-    if result.status == "failed":
+    if result.status in ("failed", "cancelled"):
         error = result.error
         return ConvertResponse(
             status="error",

@@ -40,7 +40,14 @@ from connectors.api.settings import ApiSettings
 from connectors.client import DEFAULT_INLINE_LIMIT, RESULT_MAX_BYTES
 from ocrflux.errors import OcrfluxError
 from ocrflux.sniff import MIME_TYPES, sniff
-from schemas.records import DocumentRequest, ProgressEvent, ResultRecord, decode, encode
+from schemas.records import (
+    CancelRequest,
+    DocumentRequest,
+    ProgressEvent,
+    ResultRecord,
+    decode,
+    encode,
+)
 from schemas.results import DocumentResult, ErrorInfo
 from streams.blobstore import BlobFetcher, open_blob_store
 from streams.kafka import KafkaClientError, ensure_topics
@@ -195,6 +202,13 @@ class KafkaMode:
                 f"within {producer.ack_timeout_s:.0f} s"
             ) from exc
 
+    async def cancel(self, job: Job) -> None:
+        request = CancelRequest(doc_id=job.job_id)
+        try:
+            await self._produce(self._topics.cancels, job.job_id, encode(request))
+        except KafkaClientError as exc:
+            raise Unavailable(f"cannot cancel on Kafka: {exc}", code="kafka_unavailable") from exc
+
     async def find(self, job_id: str) -> Job | None:
         job = self._store.get(job_id)
         if job is None:
@@ -307,7 +321,7 @@ class KafkaMode:
         # A new submission (from any instance) of a document whose job failed or ended
         # partial starts a new job: only completed documents are reused.
         if job is None or (not job.reusable and event.stage == "queued"):
-            if event.stage in ("completed", "partial", "failed"):
+            if event.stage in ("completed", "partial", "failed", "cancelled"):
                 return  # the result record follows and creates the job
             job = self._store.add(Job(job_id=event.doc_id, created_at=event.at))
         if event.stage in ("split", "recognize", "assemble"):

@@ -10,10 +10,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.options import MAX_ATTEMPTS_LIMIT, OutputFormat
-from schemas.results import ErrorInfo
+from schemas.chunks import DocumentChunks
+from schemas.options import (
+    DEFAULT_CHUNK_TOKENS,
+    MAX_ATTEMPTS_LIMIT,
+    MAX_CHUNK_TOKENS,
+    MIN_CHUNK_TOKENS,
+    OutputFormat,
+    Pages,
+)
+from schemas.results import DocumentResult, ErrorInfo
 
-JobState = Literal["queued", "running", "completed", "failed"]
+JobState = Literal["queued", "running", "completed", "failed", "cancelled"]
 
 #: The guide's text for a conversion that failed; scripts may compare against it.
 FAILED_TO_PARSE = "Failed to parse document"
@@ -63,9 +71,24 @@ class ConvertUrlRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(min_length=1, max_length=8192, description="http(s) URL of a PDF or image")
-    output_format: OutputFormat = "markdown"
+    output_format: OutputFormat = Field(
+        default="markdown",
+        description="markdown or text: the guide's answer; json: the whole document result "
+        "(DocumentResult); chunks: chunks for retrieval (DocumentChunks)",
+    )
     max_page_retries: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT)
     skip_cross_page_merge: bool | None = None
+    pages: Pages | None = Field(
+        default=None,
+        description='Only these pages: "1-3,7" or [[1, 3], [7, 7]] (1-based, inclusive; ours)',
+    )
+    chunk_tokens: int | None = Field(
+        default=None,
+        ge=MIN_CHUNK_TOKENS,
+        le=MAX_CHUNK_TOKENS,
+        description=f"Token budget of a chunk with output_format=chunks (default "
+        f"{DEFAULT_CHUNK_TOKENS}; ours)",
+    )
 
 
 class JobUrlRequest(ConvertUrlRequest):
@@ -106,8 +129,25 @@ class JobStatus(BaseModel):
     pages_total: int = 0
     created_at: float
     updated_at: float
-    result: ConvertResponse | None = Field(default=None, description="When completed")
-    error: ErrorInfo | None = Field(default=None, description="When failed")
+    result: ConvertResponse | DocumentResult | DocumentChunks | None = Field(
+        default=None,
+        description="When completed: the guide's answer (output_format markdown or text), the "
+        "whole document result (json) or its chunks (chunks)",
+    )
+    error: ErrorInfo | None = Field(default=None, description="When failed or cancelled")
+
+
+class JobList(BaseModel):
+    """`GET /v1/jobs`: jobs newest first; `next_offset` asks for the following page."""
+
+    jobs: list[JobStatus]
+    next_offset: int | None = Field(description="null on the last page")
+
+
+class JobsAccepted(BaseModel):
+    """`POST /v1/jobs` with several `file` parts: one job per file, in the parts' order."""
+
+    jobs: list[JobAccepted]
 
 
 def json_body(model: BaseModel) -> dict[str, Any]:

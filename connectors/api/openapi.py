@@ -10,33 +10,48 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from connectors.api.batch import MAX_BATCH_FILES
 from connectors.api.models import (
     ConvertResponse,
     ConvertUrlRequest,
     ErrorResponse,
     HealthResponse,
     JobAccepted,
+    JobList,
+    JobsAccepted,
     JobStatus,
     JobUrlRequest,
     ReadyResponse,
 )
-from schemas.options import MAX_ATTEMPTS_LIMIT
+from schemas.chunks import DocumentChunks
+from schemas.options import (
+    DEFAULT_CHUNK_TOKENS,
+    MAX_ATTEMPTS_LIMIT,
+    MAX_CHUNK_TOKENS,
+    MIN_CHUNK_TOKENS,
+    OutputFormat,
+)
+from schemas.results import DocumentResult
 
 __all__ = ["DOCS_HTML", "build_openapi", "swagger_ui_dir"]
 
 _REQUESTS: tuple[type[BaseModel], ...] = (ConvertUrlRequest, JobUrlRequest)
 _RESPONSES: tuple[type[BaseModel], ...] = (
     ConvertResponse,
+    DocumentResult,
+    DocumentChunks,
     ErrorResponse,
     HealthResponse,
     ReadyResponse,
     JobAccepted,
     JobStatus,
+    JobList,
+    JobsAccepted,
 )
 
 
@@ -62,9 +77,27 @@ def _unavailable(description: str) -> dict[str, Any]:
 def _form(*, callback: bool) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "file": {"type": "string", "format": "binary", "description": "PDF or image"},
-        "output_format": {"type": "string", "enum": ["markdown", "text"], "default": "markdown"},
+        "output_format": {
+            "type": "string",
+            "enum": list(get_args(OutputFormat)),
+            "default": "markdown",
+            "description": "markdown or text: the guide's answer; json: the whole document "
+            "result; chunks: chunks for retrieval",
+        },
         "max_page_retries": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_LIMIT},
         "skip_cross_page_merge": {"type": "boolean"},
+        "pages": {
+            "type": "string",
+            "pattern": r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$",
+            "description": "Only these pages, e.g. 1-3,7 (1-based, inclusive)",
+        },
+        "chunk_tokens": {
+            "type": "integer",
+            "minimum": MIN_CHUNK_TOKENS,
+            "maximum": MAX_CHUNK_TOKENS,
+            "description": f"With output_format=chunks: a chunk's token budget (default "
+            f"{DEFAULT_CHUNK_TOKENS})",
+        },
     }
     if callback:
         properties["callback_url"] = {"type": "string", "description": "POSTed the final status"}
@@ -105,7 +138,17 @@ _SSE_EVENT = {
 
 
 def _paths() -> dict[str, Any]:
-    convert_ok = _json(ConvertResponse, "Converted, or failed with status 'error'")
+    convert_ok = {
+        "description": "Converted, or failed with status 'error' (output_format markdown or "
+        "text); the whole document result (json) or its chunks (chunks)",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [_ref(ConvertResponse), _ref(DocumentResult), _ref(DocumentChunks)]
+                }
+            }
+        },
+    }
     return {
         "/convert/file": {
             "post": {
@@ -170,7 +213,8 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/jobs": {
             "post": {
-                "summary": "Submit a conversion job: an upload (multipart) or a URL (JSON)",
+                "summary": "Submit a conversion job: an upload (multipart) or a URL (JSON); "
+                f"repeat `file` (up to {MAX_BATCH_FILES}) for one job per file",
                 "operationId": "submit_job",
                 "requestBody": {
                     "required": True,
@@ -179,8 +223,48 @@ def _paths() -> dict[str, Any]:
                         "application/json": {"schema": _ref(JobUrlRequest)},
                     },
                 },
-                "responses": {"202": _json(JobAccepted, "Accepted"), **_INPUT_ERRORS},
-            }
+                "responses": {
+                    "202": {
+                        "description": "Accepted: the job, or with `file` repeated the jobs in "
+                        "the parts' order",
+                        "content": {
+                            "application/json": {
+                                "schema": {"oneOf": [_ref(JobAccepted), _ref(JobsAccepted)]}
+                            }
+                        },
+                    },
+                    **_INPUT_ERRORS,
+                },
+            },
+            "get": {
+                "summary": "Jobs this instance knows, newest first (results: at each job's URL)",
+                "operationId": "list_jobs",
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {
+                            "type": "string",
+                            "enum": ["queued", "running", "completed", "failed", "cancelled"],
+                        },
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    },
+                    {
+                        "name": "offset",
+                        "in": "query",
+                        "description": "`next_offset` of the previous page",
+                        "schema": {"type": "integer", "minimum": 0, "default": 0},
+                    },
+                ],
+                "responses": {
+                    "200": _json(JobList, "A page of jobs"),
+                    "422": _error("A bad status, limit or offset"),
+                },
+            },
         },
         "/v1/jobs/{job_id}": {
             "get": {
@@ -188,11 +272,26 @@ def _paths() -> dict[str, Any]:
                 "operationId": "job_status",
                 "parameters": [_JOB_ID],
                 "responses": {"200": _json(JobStatus, "The job"), **_NOT_FOUND},
-            }
+            },
+            "delete": {
+                "summary": "Cancel a job under way",
+                "operationId": "cancel_job",
+                "parameters": [_JOB_ID],
+                "responses": {
+                    "200": _json(JobStatus, "Cancelled (direct mode, or cancelled already)"),
+                    "202": _json(
+                        JobStatus, "Kafka mode: the workers were told; the job turns cancelled"
+                    ),
+                    "409": _error("The job finished (completed or failed): its result stands"),
+                    "503": _unavailable("Kafka did not take the cancel"),
+                    **_NOT_FOUND,
+                },
+            },
         },
         "/v1/jobs/{job_id}/events": {
             "get": {
-                "summary": "Server-sent events: `progress`, then `completed` or `failed`",
+                "summary": "Server-sent events: `progress`, then `completed`, `failed` or "
+                "`cancelled`",
                 "operationId": "job_events",
                 "parameters": [_JOB_ID],
                 "responses": {

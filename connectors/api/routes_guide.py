@@ -1,31 +1,37 @@
 """The deployment guide's endpoints: `/convert/file`, `/convert/url`, `/health`, `/models`.
 
-Their shapes and status codes are the guide's (protocol section 7): a conversion that fails is
+Their shapes and status codes are the guide's (protocol section 7) for `output_format` markdown
+and text; `json` answers with the whole document result and `chunks` with its chunks for
+retrieval (`ocrflux.result_formats`), both `application/json`. A conversion that fails is
 200 with `status: "error"` and `error: "Failed to parse document"`; a document we cannot take
 (unsupported type, empty, too large, too many pages, refused URL) is 4xx with `detail`; no vLLM
 to convert with is 503 with `Retry-After`, also when vLLM stopped answering during the
 conversion (`vllm_unavailable`). Every answer carries `status`, and errors a stable `error_code`.
 
-`uploaded` and `fetched` turn a request into a `Submission` for the jobs routes as well: the
-request is admitted before its body is read, and its spool file released when it is done.
+`uploaded` (one file, through `batch.uploaded_files`) and `fetched` turn a request into a
+`Submission`; `fetched` serves the jobs routes as well. The request is admitted before its body
+is read, and its spool file released when it is done.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from aiohttp import web
 
+from connectors.api.batch import uploaded_files
 from connectors.api.errors import ApiError, Unavailable, error_response
 from connectors.api.jobs import Job, convert_response
 from connectors.api.keys import HTTP, MODE, SERVICE, SETTINGS, SPOOLS, VLLM
 from connectors.api.models import ConvertUrlRequest, HealthResponse, json_body
 from connectors.api.service import Submission
-from connectors.api.uploads import options_from, read_json, read_upload, upload_allowance
+from connectors.api.uploads import options_from, read_json
 from ocrflux.chat import ChatAnswerError
 from ocrflux.errors import ERROR_CLASSES, InputError, ModelUnavailable
+from ocrflux.result_formats import render_output
 from ocrflux.sniff import sniff
 from schemas.results import DocumentResult, ErrorInfo
 
@@ -49,30 +55,10 @@ async def convert_url(request: web.Request) -> web.Response:
 
 
 @asynccontextmanager
-async def uploaded(request: web.Request, *, callbacks: bool = False) -> AsyncIterator[Submission]:
-    """The multipart upload of an admitted request (`callbacks`: with its `callback_url`)."""
-    settings = request.app[SETTINGS]
-    service = request.app[SERVICE]
-    allowance = upload_allowance(request, max_bytes=settings.max_file_bytes)
-    with service.admit(allowance):
-        upload = await read_upload(
-            request,
-            max_bytes=settings.max_file_bytes,
-            spools=request.app[SPOOLS],
-            timeout_s=settings.ocrflux_body_read_timeout_s,
-        )
-        try:
-            options = options_from(
-                dict(upload.fields),
-                default_retries=settings.max_page_retries,
-                default_skip_merge=settings.skip_cross_page_merge,
-            )
-            callback_url = (upload.fields.get("callback_url") or None) if callbacks else None
-            if callback_url:
-                service.callbacks.check(callback_url)
-            yield Submission(upload.spool, options, "filename", upload.filename, callback_url)
-        finally:
-            upload.spool.release()
+async def uploaded(request: web.Request) -> AsyncIterator[Submission]:
+    """The one file of an admitted multipart request (the guide's form has no callback)."""
+    async with uploaded_files(request, max_files=1, callbacks=False) as (submission,):
+        yield submission
 
 
 @asynccontextmanager
@@ -115,6 +101,13 @@ async def _answer(request: web.Request, job: Job, submission: Submission) -> web
     refusal = _refusal(result, settings.ocrflux_retry_after_s)
     if refusal is not None:
         return refusal
+    options = submission.options
+    if options.output_format in ("json", "chunks"):  # ours: the guide's shape is for content
+        # Chunking a long document takes a while: off the event loop.
+        rendered = await asyncio.to_thread(
+            render_output, result, options.output_format, chunk_tokens=options.chunk_tokens
+        )
+        return web.Response(text=rendered.body, content_type="application/json")
     response = convert_response(
         result,
         source_key=submission.source_key,

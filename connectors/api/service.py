@@ -70,6 +70,11 @@ class Mode(Protocol):
 
     async def ready(self) -> dict[str, bool]: ...
 
+    async def cancel(self, job: Job) -> None:
+        """Stop the job's conversion (kafka mode: the job ends when the workers' `cancelled`
+        result comes back)."""
+        ...
+
 
 class JobService:
     def __init__(
@@ -139,6 +144,11 @@ class JobService:
     async def find(self, job_id: str) -> Job | None:
         return self.store.get(job_id) or await self._mode().find(job_id)
 
+    async def cancel(self, job: Job) -> None:
+        """Cancel a job under way; a finished job keeps its state (the caller says so)."""
+        if not job.terminal:
+            await self._mode().cancel(job)
+
     async def _from_cache(self, job_id: str, engine: str, submission: Submission) -> Job | None:
         cached = await self.cache.get(cache_key(job_id, engine))
         if cached is not None and not worth_caching(cached):
@@ -155,6 +165,7 @@ class JobService:
         return Job(
             job_id=job_id,
             output_format=submission.options.output_format,
+            chunk_tokens=submission.options.chunk_tokens,
             source_key=submission.source_key,
             source=submission.source,
             file_size=submission.spool.size,

@@ -2,7 +2,7 @@
 
 `upload_allowance` checks what the headers say before anything is read: a multipart body, and a
 `Content-Length` not far above the limit (413), and gives the bytes to admit the request for.
-`read_upload` then streams the form part by part: the file goes to a spool file on disk (hashed
+`read_uploads` then streams the form part by part: the file goes to a spool file on disk (hashed
 as it arrives), counted as it comes, so more than the limit is refused with 413 as soon as the
 limit is passed; the small text fields are read into memory, at most `MAX_FIELD_BYTES` each. A
 file name without an accepted extension is refused (400) before its bytes are read, as in the
@@ -31,7 +31,7 @@ from ocrflux.filenames import text_name
 from ocrflux.sniff import ACCEPTED_EXTENSIONS, is_accepted_filename, sniff
 from schemas.options import ConversionOptions
 
-__all__ = ["Upload", "options_from", "read_json", "read_upload", "upload_allowance"]
+__all__ = ["Upload", "options_from", "read_json", "read_uploads", "upload_allowance"]
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -43,7 +43,15 @@ MAX_FIELD_BYTES = 8 * 1024
 #: JSON bodies carry a URL and a few options.
 MAX_JSON_BYTES = 64 * 1024
 _CHUNK = 256 * 1024
-_FIELDS = ("output_format", "max_page_retries", "skip_cross_page_merge", "callback_url")
+#: The form fields and JSON keys that are conversion options (`pages`: "1-3,7").
+_OPTION_FIELDS = (
+    "output_format",
+    "max_page_retries",
+    "skip_cross_page_merge",
+    "pages",
+    "chunk_tokens",
+)
+_FIELDS = (*_OPTION_FIELDS, "callback_url")
 #: What a body that ends early or cannot be parsed raises from aiohttp's readers.
 _MALFORMED = (ValueError, AssertionError, UnicodeError, HttpProcessingError)
 
@@ -67,45 +75,50 @@ def upload_allowance(request: web.Request, *, max_bytes: int) -> int:
     return limit if announced is None else announced
 
 
-async def read_upload(
-    request: web.Request, *, max_bytes: int, spools: SpoolFolder, timeout_s: float
-) -> Upload:
-    """The multipart form's `file` (in a spool file) and its text fields. The caller releases
-    the upload's spool."""
+async def read_uploads(
+    request: web.Request,
+    *,
+    max_bytes: int,
+    spools: SpoolFolder,
+    timeout_s: float,
+    max_files: int,
+) -> list[Upload]:
+    """The form's `file` parts in order (each in a spool file, each up to `max_bytes`, at most
+    `max_files`), each with the form's text fields. The caller releases the spools."""
     try:
         reader = await request.multipart()
     except _MALFORMED as exc:
         raise InvalidRequest(f"not a valid multipart body: {exc}") from exc
+    once = " (one document per request)" if max_files == 1 else ""
     fields: dict[str, str] = {}
-    upload: Upload | None = None
+    uploads: list[Upload] = []
     try:
-        while True:
-            part = await _within(reader.next(), timeout_s)
-            if part is None:
-                break
+        while (part := await _within(reader.next(), timeout_s)) is not None:
             if not isinstance(part, BodyPartReader):
                 raise InvalidRequest("nested multipart bodies are not supported")
-            if part.name in fields or (part.name == "file" and upload is not None):
+            if part.name == "file" and len(uploads) == max_files > 1:
+                raise InvalidRequest(f"at most {max_files} files per request")
+            if part.name in fields or (part.name == "file" and len(uploads) == max_files):
                 raise InvalidRequest(
-                    f"the form has more than one {part.name!r} field; send each field once "
-                    "(one document per request)"
+                    f"the form has more than one {part.name!r} field; send each field once{once}"
                 )
             if part.name == "file":
-                upload = await _read_file(part, max_bytes, spools, timeout_s)
+                uploads.append(await _read_file(part, max_bytes, spools, timeout_s))
             else:
                 raw = await _read_field(part, timeout_s)
                 if part.name in _FIELDS:
                     fields[part.name] = raw.decode("utf-8", errors="replace")
     except BaseException as exc:
-        if upload is not None:
+        for upload in uploads:
             upload.spool.release()
         if isinstance(exc, _MALFORMED):
             raise InvalidRequest(f"not a valid multipart body: {exc}") from exc
         raise
-    if upload is None:
+    if not uploads:
         raise InvalidRequest("the form has no 'file' field")
-    upload.fields = fields
-    return upload
+    for upload in uploads:
+        upload.fields = fields
+    return uploads
 
 
 async def _read_file(
@@ -175,7 +188,7 @@ def options_from(
     values: dict[str, object], *, default_retries: int, default_skip_merge: bool
 ) -> ConversionOptions:
     """Conversion options from form fields or a JSON body; unset ones take the server's."""
-    given = {k: v for k, v in values.items() if k in _FIELDS[:3] and v not in (None, "")}
+    given = {k: v for k, v in values.items() if k in _OPTION_FIELDS and v not in (None, "")}
     given.setdefault("max_page_retries", default_retries)
     given.setdefault("skip_cross_page_merge", default_skip_merge)
     if isinstance(given.get("skip_cross_page_merge"), str):

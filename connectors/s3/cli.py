@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, get_args
 
 from connectors.s3.settings import DEFAULT_SUFFIXES, S3SinkSettings, S3SourceSettings
 from ocrflux import logs
@@ -28,6 +28,7 @@ from ocrflux.exit_codes import (
     exit_status_help,
 )
 from ocrflux.failures import run_guarded
+from schemas.options import DEFAULT_CHUNK_TOKENS, OutputFormat
 
 log = logging.getLogger("connectors.s3")
 
@@ -137,13 +138,23 @@ def add_commands(
     sink = commands.add_parser(
         "s3-sink",
         **shared,
-        help="write results to a bucket as <out-prefix>/<key>.md (or .txt) and <key>.json",
+        help="write results to a bucket as <out-prefix>/<key>.json and .md (or .txt, .chunks.json)",
         description="Write each result of the results topic to a bucket, next to the key of "
         "the object it came from (idempotent).",
     )
     sink.add_argument("--bucket", help="bucket to write to (else OCRFLUX_S3_BUCKET)")
     sink.add_argument("--out-prefix", help="key prefix of the outputs (default: ocrflux)")
-    sink.add_argument("--format", choices=["markdown", "text"], help="document output format")
+    sink.add_argument(
+        "--format",
+        choices=get_args(OutputFormat),
+        help="what goes next to each result's .json: .md, .txt, .chunks.json, or nothing (json)",
+    )
+    sink.add_argument(
+        "--chunk-tokens",
+        type=int,
+        metavar="N",
+        help=f"with --format chunks: a chunk's token budget (default {DEFAULT_CHUNK_TOKENS})",
+    )
     sink.add_argument("--group-id", help="Kafka consumer group (default: derived)")
     sink.add_argument(
         "--source-bucket", help="only results of objects from this bucket (default: all)"
@@ -180,6 +191,7 @@ _SOURCE = {
 _SINK = {
     "out_prefix": "ocrflux_s3_out_prefix",
     "format": "ocrflux_s3_format",
+    "chunk_tokens": "ocrflux_s3_chunk_tokens",
     "group_id": "ocrflux_s3_group_id",
     "source_bucket": "ocrflux_s3_source_bucket",
 }

@@ -17,7 +17,8 @@ OCRFLUX_SQS_ENDPOINT_URL, OCRFLUX_S3_POLL_INTERVAL_S, OCRFLUX_S3_SUFFIXES (comma
 OCRFLUX_S3_CONTENT_TYPES, OCRFLUX_S3_MIN_SIZE, OCRFLUX_S3_MAX_SIZE, OCRFLUX_S3_CONCURRENCY,
 OCRFLUX_S3_VISIBILITY_TIMEOUT_S, OCRFLUX_S3_INITIAL_SCAN, OCRFLUX_S3_INSTANCE_ID.
 
-Sink: OCRFLUX_S3_OUT_PREFIX, OCRFLUX_S3_FORMAT (markdown|text), OCRFLUX_S3_GROUP_ID,
+Sink: OCRFLUX_S3_OUT_PREFIX, OCRFLUX_S3_FORMAT (markdown|text|json|chunks),
+OCRFLUX_S3_CHUNK_TOKENS (with chunks: a chunk's token budget, default 512), OCRFLUX_S3_GROUP_ID,
 OCRFLUX_S3_SOURCE_BUCKET. Kafka comes from `KafkaSettings` (KAFKA_BOOTSTRAP_SERVERS, ...), the
 blob store that oversized results live in from `BlobSettings`. Credentials can also be files in
 `OCRFLUX_SECRETS_DIR` (`ocrflux.settings_base`).
@@ -34,6 +35,7 @@ from pydantic_settings import NoDecode
 
 from ocrflux.settings_base import OcrfluxSettings
 from ocrflux.sniff import ACCEPTED_EXTENSIONS
+from schemas.options import DEFAULT_CHUNK_TOKENS, MAX_CHUNK_TOKENS, MIN_CHUNK_TOKENS, OutputFormat
 from streams.blobstore import BlobSettings
 from streams.kafka import KafkaSettings
 
@@ -161,7 +163,14 @@ class S3SinkSettings(S3ConnectionSettings, KafkaSettings, BlobSettings):
     """`ocrflux connector s3-sink`."""
 
     ocrflux_s3_out_prefix: str = "ocrflux"
-    ocrflux_s3_format: Literal["markdown", "text"] = "markdown"
+    ocrflux_s3_format: OutputFormat = Field(
+        default="markdown",
+        description="What goes next to the result's .json: .md, .txt, .chunks.json, or nothing "
+        "(json: the .json is the whole result)",
+    )
+    ocrflux_s3_chunk_tokens: int = Field(
+        default=DEFAULT_CHUNK_TOKENS, ge=MIN_CHUNK_TOKENS, le=MAX_CHUNK_TOKENS
+    )
     ocrflux_s3_group_id: str | None = None
     ocrflux_s3_source_bucket: str | None = Field(
         default=None, description="Only results of objects from this bucket; unset: all"

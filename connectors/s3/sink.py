@@ -1,15 +1,17 @@
 """The S3 sink: results from the results topic, written to a bucket next to their source key.
 
-    <out-prefix>/<key>.md (or .txt)   the document (completed and partial results)
-    <out-prefix>/<key>.json           the full result record
+    <out-prefix>/<key>.md             the document (completed and partial results), in the
+                                      sink's format: .md, .txt, or .chunks.json (chunks for
+                                      retrieval); none with format json
+    <out-prefix>/<key>.json           the full result record (the json format)
 
 `<key>` is the source object's key (the `s3.key` metadata the source adds), or the doc_id for
 results that did not come from a bucket. Writes are idempotent: an object that already holds
 the same bytes is left alone. The `.json` is written last and tells which version of the source
 object the outputs belong to (`s3.revision`, `s3.submitted_at` in its metadata); a result of an
 older version than the one already written is skipped, so results arriving out of order never
-roll an output back. A failed result writes its `.json` and removes the document output of an
-older version.
+roll an output back. A failed or cancelled result writes its `.json` and removes the document
+output of an older version.
 
 A consumer group reads the results topic; offsets are committed only after the writes of every
 result up to them, so a crash repeats writes (which then change nothing) and loses none. The
@@ -37,7 +39,8 @@ from connectors.s3.retry import Backoff, back_off
 from connectors.s3.settings import S3SinkSettings
 from connectors.s3.source import META_BUCKET, META_KEY, META_REVISION, META_SUBMITTED_AT
 from ocrflux.errors import FetchFailed
-from ocrflux.plaintext import markdown_to_text
+from ocrflux.result_formats import MEDIA_TYPES, SUFFIXES, render_output
+from schemas.options import OutputFormat
 from schemas.records import ResultRecord
 from streams.blobstore import BlobFetcher
 from streams.kafka import KafkaClientError, ensure_topics
@@ -52,12 +55,6 @@ _BATCH = 64
 _POLL_MS = 500
 #: Attempts to fetch a result's full JSON (`result_ref`) before the sink skips that result.
 _REF_ATTEMPTS = 5
-_SUFFIX = {"markdown": ".md", "text": ".txt"}
-_CONTENT_TYPE = {
-    "markdown": "text/markdown; charset=utf-8",
-    "text": "text/plain; charset=utf-8",
-    "json": "application/json",
-}
 
 
 @dataclass(frozen=True)
@@ -65,27 +62,28 @@ class Output:
     """The objects one result becomes."""
 
     base: str  # <out-prefix>/<key>, without suffix
-    document: bytes | None  # None for failed results
-    document_key: str
+    document: bytes | None  # None for failed and cancelled results, and with format json
+    document_key: str | None  # None with format json: the `.json` is the document
     json: bytes
     json_key: str
     version: tuple[int, float] | None  # (revision, submitted_at) of the source object
 
 
-def render(result: ResultRecord, out_prefix: str, fmt: str) -> Output:
+def render(
+    result: ResultRecord, out_prefix: str, fmt: OutputFormat, chunk_tokens: int | None = None
+) -> Output:
     """The output objects of one (fully resolved) result; pure, for any caller."""
     meta = result.metadata
     name = meta.get(META_KEY) or result.doc_id
     base = f"{out_prefix}/{name}" if out_prefix else name
     document = None
-    if result.status != "failed":
-        text = result.document_text if fmt == "markdown" else markdown_to_text(result.document_text)
-        document = (text if text.endswith("\n") else text + "\n").encode()
-    body = result.model_dump_json(indent=2) + "\n"
+    if result.status in ("completed", "partial") and fmt != "json":
+        document = render_output(result, fmt, chunk_tokens=chunk_tokens).body.encode()
+    body = render_output(result, "json").body
     return Output(
         base=base,
         document=document,
-        document_key=base + _SUFFIX[fmt],
+        document_key=None if fmt == "json" else base + SUFFIXES[fmt],
         json=body.encode(),
         json_key=base + ".json",
         version=_version(meta),
@@ -240,7 +238,13 @@ class S3Sink:
                 "giving up on result %s after %d attempts: %s", result.doc_id, _REF_ATTEMPTS, exc
             )
             return
-        output = render(result, self.settings.out_prefix, self.settings.ocrflux_s3_format)
+        output = await asyncio.to_thread(  # chunking a long document takes a while
+            render,
+            result,
+            self.settings.out_prefix,
+            self.settings.ocrflux_s3_format,
+            self.settings.ocrflux_s3_chunk_tokens,
+        )
         existing = await self.store.get_optional(self.bucket, output.json_key)
         if is_stale(output.version, existing):
             self.metrics.writes.labels("stale").inc()
@@ -252,17 +256,17 @@ class S3Sink:
             )
             return
         written = []
-        if output.document is not None:
+        if output.document is not None and output.document_key is not None:
             fmt = self.settings.ocrflux_s3_format
             if await self.store.put_if_changed(
-                self.bucket, output.document_key, output.document, _CONTENT_TYPE[fmt]
+                self.bucket, output.document_key, output.document, MEDIA_TYPES[fmt]
             ):
                 written.append(output.document_key)
-        elif existing is not None and existing != output.json:
+        elif output.document_key is not None and existing is not None and existing != output.json:
             await self.store.delete(self.bucket, output.document_key)
             self.metrics.writes.labels("deleted").inc()
         if await self.store.put_if_changed(
-            self.bucket, output.json_key, output.json, _CONTENT_TYPE["json"], existing=existing
+            self.bucket, output.json_key, output.json, MEDIA_TYPES["json"], existing=existing
         ):
             written.append(output.json_key)
         for _ in written:

@@ -10,6 +10,9 @@ from typing import Self
 
 from ocrflux.errors import FetchFailed
 
+#: A whole download may take this long by default: a 100 MB document at ~2 MB/s.
+DEFAULT_TIMEOUT_S = 60.0
+
 #: Characters kept from a caller's name in a blob's key; anything else becomes "_".
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME_CHARS = 100

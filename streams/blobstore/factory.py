@@ -12,10 +12,8 @@ from pydantic import Field, field_validator
 from deploy.kafka_broker import cache_home
 from ocrflux.errors import FetchFailed
 from ocrflux.settings_base import OcrfluxSettings
-from streams.blobstore.base import BlobReader, BlobStore, unsupported_scheme
+from streams.blobstore.base import DEFAULT_TIMEOUT_S, BlobReader, BlobStore, unsupported_scheme
 from streams.blobstore.file import FileBlobStore, path_from_file_url
-from streams.blobstore.http import DEFAULT_TIMEOUT_S, HttpFetcher
-from streams.blobstore.s3 import S3BlobStore
 from streams.blobstore.url_policy import IpNetwork, UrlPolicy, parse_networks
 
 
@@ -80,6 +78,8 @@ def open_blob_store(
     if parts.scheme == "file":
         return FileBlobStore(path_from_file_url(url))
     if parts.scheme == "s3":
+        from streams.blobstore.s3 import S3BlobStore  # aiobotocore: only where s3:// is used
+
         return S3BlobStore.from_url(url)
     if parts.scheme in ("http", "https"):
         raise ValueError(f"http(s) references are read-only; cannot store blobs at {url}")
@@ -108,8 +108,12 @@ class BlobFetcher(BlobReader):
             if scheme == "file":
                 self._opened["file"] = FileBlobStore(self._settings.ocrflux_blob_dir)
             elif scheme == "s3":
+                from streams.blobstore.s3 import S3BlobStore
+
                 self._opened["s3"] = S3BlobStore()
             elif scheme in ("http", "https"):
+                from streams.blobstore.http import HttpFetcher  # aiohttp: only for http(s)://
+
                 fetcher = HttpFetcher(
                     self._settings.url_policy(), timeout_s=self._settings.ocrflux_fetch_timeout_s
                 )

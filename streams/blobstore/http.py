@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from streams.blobstore.base import BlobReader, unsupported_scheme
+from streams.blobstore.base import DEFAULT_TIMEOUT_S, BlobReader, unsupported_scheme
 from streams.blobstore.guarded_http import DEFAULT_CONNECT_TIMEOUT_S, GuardedHttp
 from streams.blobstore.url_policy import UrlPolicy
-
-#: A whole download may take this long by default: a 100 MB document at ~2 MB/s.
-DEFAULT_TIMEOUT_S = 60.0
 
 
 class HttpFetcher(BlobReader):

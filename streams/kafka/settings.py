@@ -177,6 +177,7 @@ class TopicNames:
     progress: str
     dlq: str
     assembly_state: str  # the assembler's changelog: co-partitioned with page_results
+    cancels: str  # compacted; every worker reads all of it (streams/cancels.py)
 
     @classmethod
     def from_prefix(cls, prefix: str = "ocrflux") -> TopicNames:
@@ -188,6 +189,7 @@ class TopicNames:
             progress=f"{prefix}.progress",
             dlq=f"{prefix}.dlq",
             assembly_state=f"{prefix}.assembly-state",
+            cancels=f"{prefix}.cancels",
         )
 
     def all(self) -> tuple[str, ...]:

@@ -15,12 +15,14 @@ __all__ = ["ensure_topics", "partition_counts", "topic_configs"]
 
 def topic_configs(settings: KafkaSettings) -> dict[str, dict[str, str]]:
     """Per-topic configuration: every topic takes the largest record; results are compacted
-    (the latest result per doc_id is the answer), and so is the assembler's changelog."""
+    (the latest result per doc_id is the answer), and so are the assembler's changelog and the
+    cancels (the latest cancel per doc_id)."""
     topics = settings.topics
     base = {"max.message.bytes": str(settings.kafka_message_max_bytes)}
     configs = {name: dict(base) for name in topics.all()}
     configs[topics.results]["cleanup.policy"] = "compact"
     configs[topics.assembly_state]["cleanup.policy"] = "compact"
+    configs[topics.cancels]["cleanup.policy"] = "compact"
     return configs
 
 

@@ -44,7 +44,7 @@ from aiohttp import web
 from tests.fakes.control_api import RESET_SCOPES, add_control_routes
 from tests.fakes.faults import TRANSPORT_KINDS, FaultPlan, FaultRule, corrupt
 from tests.fakes.gpu import Gpu, ServiceTime
-from tests.fakes.truth import Task, TruthRegistry, recognise
+from tests.fakes.truth import Task, TruthRegistry, recognise, subject
 from tests.fakes.validation import (
     ApiError,
     ChatCall,
@@ -108,6 +108,7 @@ class OcrfluxDouble:
         self._changed = asyncio.Event()
         self._clock = time.monotonic
         self._epoch = self._clock()
+        self._epoch_unix = time.time()  # the request log's times are seconds after this
         self._reset_counters()
 
     # ----- bookkeeping -------------------------------------------------------------------
@@ -174,6 +175,7 @@ class OcrfluxDouble:
             "registered": self.truth.counts(),
             "stall_seconds": self.stall_seconds,
             "page_key": self.page_key,
+            "started_unix": self._epoch_unix,
             **self.gpu.stats(),
         }
 
@@ -203,6 +205,7 @@ class OcrfluxDouble:
             "seq": self.arrived,
             "task": "unknown",
             "page": None,
+            "subject": None,
             "temperature": None,
             "max_tokens": None,
             "status": None,
@@ -245,6 +248,7 @@ class OcrfluxDouble:
         record.update(
             task=prompt.task,
             page=key,
+            subject=subject(prompt),
             temperature=call.temperature,
             max_tokens=call.max_tokens,
             prompt_tokens=prompt_tokens(call, image),

@@ -279,6 +279,12 @@ async def test_merge_detection_answers(ocrflux_server: Any, session: Any) -> Non
     )
     assert body["choices"][0]["message"]["content"] == "[]"
     assert ocrflux_server.stats()["by_task"] == {"detect": {"200": 2}}
+    # The request log says which pages each detection was about (benchmarks map it back).
+    subjects = [record["subject"] for record in ocrflux_server.requests()]
+    assert subjects == [
+        f"{truth.text_key(previous)}/{truth.text_key(following)}",
+        f"{truth.text_key(['other'])}/{truth.text_key(following)}",
+    ]
 
 
 async def test_table_merge_answers(ocrflux_server: Any, session: Any) -> None:

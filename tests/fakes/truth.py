@@ -123,6 +123,21 @@ def _element_end(body: str, start: int, next_index: int, terminator: str | None)
     return -1
 
 
+def text_key(texts: Sequence[str]) -> str:
+    """A short identity of some prompt inputs (element lists, tables) for the request log."""
+    return hashlib.sha256(json.dumps(list(texts)).encode()).hexdigest()[:16]
+
+
+def subject(prompt: Prompt) -> str | None:
+    """What a text task is about, as `text_key(input 1)/text_key(input 2)`: a detection's two
+    element lists, a table merge's two tables (benchmarks map the calls back to page pairs)."""
+    if prompt.task == "detect":
+        return f"{text_key(prompt.previous)}/{text_key(prompt.following)}"
+    if prompt.task == "table_merge":
+        return f"{text_key([prompt.table1])}/{text_key([prompt.table2])}"
+    return None
+
+
 def image_key(image: bytes) -> str:
     """The identity of a page image: sha256 over its size and RGB pixels, not its encoding."""
     with Image.open(io.BytesIO(image)) as opened:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from ocrflux.cli import build_parser
+from ocrflux.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, exit_for_status
 from schemas.records import ResultRecord
 from streams.kafka import KafkaSettings
 from tests.connectors.fixtures import produce
@@ -160,7 +161,7 @@ def test_broker_json(tmp_path: Path) -> None:
         (["convert"], {}, "the following arguments are required: file"),
         (["convert", "x.pdf", "--format", "html"], {}, "invalid choice: 'html'"),
         (["worker", "--roles", "split,paint"], {}, "roles must be a comma-separated subset"),
-        (["convert", "x.pdf", "--pages", "5-2"], {}, "page_range must be"),
+        (["convert", "x.pdf", "--pages", "5-2"], {}, "expected 1 <= first <= last"),
         (["--log-level", "loud", "convert", "x.pdf"], {}, "invalid choice: 'loud'"),
     ],
 )
@@ -307,7 +308,7 @@ def test_debug_after_the_command_counts_too(tmp_path: Path, pdf: Path) -> None:
 # --- the parser and its help -------------------------------------------------------------------
 
 
-COMMANDS = ["convert", "worker", "broker", "submit", "results", "api", "connector"]
+COMMANDS = ["convert", "worker", "broker", "submit", "results", "cancel", "api", "connector"]
 
 
 def test_every_command_documents_its_exit_status_and_log_flags() -> None:
@@ -364,3 +365,11 @@ def test_the_top_level_help_does_not_load_the_connectors() -> None:
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_exit_codes_by_result_status() -> None:
+    assert exit_for_status("completed", allow_partial=False) == EXIT_OK
+    assert exit_for_status("partial", allow_partial=False) == EXIT_PARTIAL
+    assert exit_for_status("partial", allow_partial=True) == EXIT_OK
+    assert exit_for_status("failed", allow_partial=True) == EXIT_FAILED
+    assert exit_for_status("cancelled", allow_partial=True) == EXIT_FAILED

@@ -29,6 +29,7 @@ from ocrflux.render import (
     target_size,
 )
 from ocrflux.sniff import DocumentKind
+from schemas.options import parse_pages
 from tests.ocrflux.docgen import (
     A4,
     LETTER,
@@ -166,23 +167,36 @@ def test_page_range_selects_and_keeps_document_indexes() -> None:
     with open_document(five_pages()) as document:
         assert document.kind is DocumentKind.PDF
         assert document.page_count == 5
-        pages = list(document.pages((2, 4)))
+        pages = list(document.pages(((2, 4),)))
     assert [p.index for p in pages] == [1, 2, 3]
     assert [p.text_layer for p in pages] == ["Page 2", "Page 3", "Page 4"]
 
 
 def test_page_range_past_the_end_is_clipped() -> None:
     with open_document(five_pages()) as document:
-        assert [p.index for p in document.pages((4, 99))] == [3, 4]
-        assert [p.index for p in document.pages((5, 5))] == [4]
+        assert [p.index for p in document.pages(((4, 99),))] == [3, 4]
+        assert [p.index for p in document.pages(((5, 5),))] == [4]
 
 
 @pytest.mark.parametrize("page_range", [(6, 6), (0, 2), (3, 2), (-1, 1)])
 def test_bad_page_ranges_fail_before_rendering(page_range: tuple[int, int]) -> None:
     with open_document(five_pages()) as document, pytest.raises(InputError) as info:
-        document.pages(page_range)
+        document.pages((page_range,))
     assert type(info.value) is InputError
     assert info.value.code == "invalid_input"
+
+
+def test_several_ranges_select_pages_in_document_order() -> None:
+    with open_document(make_pdf([f"Page {n}" for n in range(1, 11)])) as document:
+        assert document.page_indices(parse_pages("7,1-3")) == [0, 1, 2, 6]
+        pages = list(document.pages(parse_pages("9-20,2")))
+    assert [p.index for p in pages] == [1, 8, 9]
+    assert [p.text_layer for p in pages] == ["Page 2", "Page 9", "Page 10"]
+
+
+def test_a_range_past_the_end_among_several_fails_before_rendering() -> None:
+    with open_document(five_pages()) as document, pytest.raises(InputError, match="7 starts"):
+        document.page_indices(parse_pages("1-2,7"))
 
 
 def test_pages_renders_lazily_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -546,8 +560,8 @@ def test_tiff_whose_last_frame_is_cut_fails_at_that_page() -> None:
 def test_tiff_page_range() -> None:
     data = make_tiff([((20, 20), "white"), ((20, 20), "blue"), ((20, 20), "green")])
     with open_document(data) as document:
-        assert [p.index for p in document.pages((2, 3))] == [1, 2]
-        assert [p.index for p in document.pages((1, 1))] == [0]  # seeks back to frame 0
+        assert [p.index for p in document.pages(((2, 3),))] == [1, 2]
+        assert [p.index for p in document.pages(((1, 1),))] == [0]  # seeks back to frame 0
 
 
 # --- damaged PDFs, exhaustively ------------------------------------------------------------

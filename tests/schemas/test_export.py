@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas.export import JSON_DIR, expected_files, main, stale_files, write
-from schemas.records import EXPORTED
+from schemas.export import EXPORTED, JSON_DIR, expected_files, main, stale_files, write
 
 
 def test_committed_schema_files_are_current() -> None:

@@ -46,4 +46,4 @@ def test_connector_help() -> None:
         text=True,
         check=True,
     )
-    assert "--out-prefix" in out.stdout and "--format {markdown,text}" in out.stdout
+    assert "--out-prefix" in out.stdout and "--format {markdown,text,json,chunks}" in out.stdout

@@ -90,6 +90,11 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     sink = settings_from_args(build_parser().parse_args(["s3-sink", "--format", "text"]))
     assert isinstance(sink, S3SinkSettings)
     assert sink.ocrflux_s3_bucket == "from-env" and sink.ocrflux_s3_format == "text"
+    chunks = settings_from_args(
+        build_parser().parse_args(["s3-sink", "--format", "chunks", "--chunk-tokens", "256"])
+    )
+    assert isinstance(chunks, S3SinkSettings)
+    assert chunks.ocrflux_s3_format == "chunks" and chunks.ocrflux_s3_chunk_tokens == 256
 
 
 def test_usage_errors_exit_2(

@@ -60,6 +60,11 @@ def test_render_markdown_text_and_failed() -> None:
     output = render(failed, "out", "markdown")
     assert output.document is None and output.json_key == "out/d2.json"
     assert output.version is None
+    cancelled = _result(
+        "d4", None, status="cancelled", error=ErrorInfo(code="cancelled", message="x")
+    )
+    output = render(cancelled, "out", "markdown")
+    assert output.document is None and json.loads(output.json)["status"] == "cancelled"
 
 
 def test_older_versions_are_stale() -> None:

@@ -67,6 +67,7 @@ def test_topic_names() -> None:
         "p.progress",
         "p.dlq",
         "p.assembly-state",
+        "p.cancels",
     )
 
 
@@ -93,6 +94,7 @@ def test_ensure_topics_creates_missing_topics_once(kafka_bootstrap: str, unique_
     }
     assert configs[topics.results]["cleanup.policy"].value == "compact"
     assert configs[topics.assembly_state]["cleanup.policy"].value == "compact"
+    assert configs[topics.cancels]["cleanup.policy"].value == "compact"
     assert configs[topics.documents]["cleanup.policy"].value == "delete"
     for name in topics.all():
         assert configs[name]["max.message.bytes"].value == str(4 * 1024 * 1024)
