@@ -10,9 +10,11 @@ awaited (callers keep their page order as before).
 
 What renders in the caller's executor instead (`PageRenderer` does the same either way):
 images (Pillow decodes them in parallel threads already), every page when the pool has no
-processes, and small documents while the pool's processes have not been started (starting a
-process costs more than rendering `COLD_START_PAGES` pages in place; `start()` warms the pool
-ahead of work, as the worker does).
+processes, and documents of fewer than `COLD_START_PAGES` pages (`min_pages`): handing a
+document to the processes (spooling it, each process opening it) costs a small document more
+time to its first page than it saves (about 0.1 s for 8 pages), and a pool that has not started
+spends longer starting a process than rendering them. `start()` warms the pool ahead of work,
+as the worker does.
 
 A page that cannot be rendered raises its `InputError` as before. A worker process that dies
 (MuPDF crashing on a page, the kernel's OOM killer) breaks the pool: it is replaced and the
@@ -58,8 +60,8 @@ _log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-#: A pool whose processes have not started renders smaller documents in place: spawning a
-#: worker (it imports PyMuPDF) takes about as long as rendering this many pages.
+#: Smaller documents render in place: spawning a worker (it imports PyMuPDF) takes about as
+#: long as rendering this many pages, and handing over a document delays its first page.
 COLD_START_PAGES = 32
 #: Renders under way at once in place: the next page rasterises while this one's PNG is
 #: compressed (outside PyMuPDF's lock, without the GIL): a 100-page text PDF splits in 0.6 s
@@ -125,13 +127,14 @@ class PageRenderer:
 
 
 class RenderPool:
-    """`processes` render processes (0: none, everything renders in place), started on first
-    use by a document of `COLD_START_PAGES` pages or more, or by `start()`."""
+    """`processes` render processes (0: none, everything renders in place), used for PDFs of
+    `min_pages` pages or more and started by the first of them, or by `start()`."""
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, *, min_pages: int = COLD_START_PAGES) -> None:
         if processes < 0:
             raise ValueError(f"processes must be >= 0, got {processes}")
         self.processes = processes
+        self.min_pages = min_pages
         self._executor: ProcessPoolExecutor | None = None
         self._spool_dir: Path | None = None
         self._remove_spool_dir: weakref.finalize[..., object] | None = None  # also at exit
@@ -161,9 +164,7 @@ class RenderPool:
         """A renderer for `document` (opened from `data`) of which `pages` pages will be
         rendered; `executor` runs what renders in place."""
         use_pool = (
-            self.processes > 0
-            and document.kind is DocumentKind.PDF
-            and (self.started or pages >= COLD_START_PAGES)
+            self.processes > 0 and document.kind is DocumentKind.PDF and pages >= self.min_pages
         )
         if not use_pool:
             return PageRenderer(document, tables=tables, executor=executor)

@@ -85,8 +85,14 @@ class SplitHandler:
             where,
             extra={"doc_id": doc_id},
         )
-        if self.control and await self.control.answered(request, doc_id, submission):
-            return
+        # Whether the request is cancelled or its document finished is looked up while the
+        # document opens and its first pages render (the lookup reads the results topic up to
+        # its end: tens of ms); nothing of the document is sent before the answer.
+        answering = (
+            asyncio.ensure_future(self.control.answered(request, doc_id, submission))
+            if self.control
+            else None
+        )
         pending: list[asyncio.Future[Any]] = []
         sent = 0
         try:
@@ -103,6 +109,10 @@ class SplitHandler:
                 renders=shared_pool(self.settings.render_processes),
                 submission=submission,
             ):
+                if answering is not None:
+                    if await answering:
+                        return
+                    answering = None
                 if self.control and await self.control.stopped(request, doc_id, item):
                     break
                 if isinstance(item, ProgressEvent):
@@ -118,8 +128,12 @@ class SplitHandler:
                     # runner's to send again, so this only waits for an outcome.
                     await asyncio.wait([pending.pop(0)])
         except OcrfluxError as exc:
-            await self._fail(doc_id, key, value, exc, request.options, exc, request)
+            if answering is None or not await answering:
+                await self._fail(doc_id, key, value, exc, request.options, exc, request)
             return
+        finally:
+            if answering is not None and not answering.done():
+                answering.cancel()  # the split itself raised: the lookup has no one to answer
         self.metrics.documents_split.inc()
         _log.info(
             "split %s: %d page records handed to Kafka", doc_id, sent, extra={"doc_id": doc_id}

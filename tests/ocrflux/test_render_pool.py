@@ -30,7 +30,7 @@ from tests.ocrflux.docgen import make_image, make_pdf
 @pytest.fixture(scope="module")
 def pool() -> RenderPool:
     """Two started processes, shared by this module's tests (starting one takes a while)."""
-    started = RenderPool(2)
+    started = RenderPool(2, min_pages=1)  # every document through the processes
     asyncio.run(started.start())
     yield started  # type: ignore[misc]
     started.close()
@@ -126,7 +126,7 @@ def test_render_processes_end_when_their_parent_is_killed(tmp_path: Path) -> Non
             os.close(handle)
 
 
-async def test_a_cold_pool_leaves_small_documents_and_images_in_place() -> None:
+async def test_small_documents_and_images_render_in_place_started_pool_or_not() -> None:
     cold = RenderPool(2)
     small, large = make_pdf(["a", "b"]), make_pdf(["x"] * COLD_START_PAGES)
     image = make_image("PNG", size=(400, 300))
@@ -145,6 +145,9 @@ async def test_a_cold_pool_leaves_small_documents_and_images_in_place() -> None:
             finally:
                 renderer.close()
         assert cold.started and first == in_place(make_pdf(["x"]))[0]
+        with open_document(small) as document:
+            renderer = await cold.open_renderer(document, small, pages=2)
+            assert not renderer.in_pool  # its first page comes sooner in place
     finally:
         cold.close()
 

@@ -20,7 +20,7 @@ CUT_IN_HALF = INTACT[: INTACT.rindex(b"endobj", 0, len(INTACT) // 2) + len(b"end
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[RenderPool]:
-    started = RenderPool(2)
+    started = RenderPool(2, min_pages=1)  # every document through the processes
     asyncio.run(started.start())
     yield started
     started.close()
