@@ -157,7 +157,15 @@ def build_pipeline(
         async def split_crashed(record: ConsumerRecord[bytes, bytes], exc: Exception) -> None:
             await splitter.answer_crash(record.key, record.value or b"", exc)
 
-        runners.append(runner("split", names.documents, split, on_error=split_crashed))
+        runners.append(
+            runner(
+                "split",
+                names.documents,
+                split,
+                concurrency=settings.ocrflux_split_concurrency,
+                on_error=split_crashed,
+            )
+        )
 
     if "recognize" in roles:
 

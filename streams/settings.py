@@ -35,6 +35,14 @@ class WorkerSettings(KafkaSettings, BlobSettings, CoreSettings):
     ocrflux_split_outstanding: int = Field(
         default=8, ge=1, description="Page records the splitter lets wait for delivery"
     )
+    # One at a time, a stream of small documents reached the model one document's pages at a
+    # time (40 8-page documents: the GPU stand-in half idle); each in hand holds its bytes.
+    ocrflux_split_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Documents one worker splits at once (each holds its bytes and up to "
+        "OCRFLUX_SPLIT_OUTSTANDING rendered pages)",
+    )
     ocrflux_metrics_port: int | None = Field(
         default=None, description="Serve Prometheus metrics on this port (0: any free port)"
     )
