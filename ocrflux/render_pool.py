@@ -67,8 +67,10 @@ COLD_START_PAGES = 32
 #: compressed (outside PyMuPDF's lock, without the GIL): a 100-page text PDF splits in 0.6 s
 #: instead of 1.0 s when a core is free, for one more page in memory.
 IN_PLACE_AHEAD = 2
-#: Documents a worker process keeps open (the most recent); older ones are closed.
-_KEEP_OPEN = 2
+#: Documents a worker process keeps open (the most recent); older ones are closed. More than a
+#: split worker renders at once (OCRFLUX_SPLIT_CONCURRENCY): with fewer, pages of interleaved
+#: documents reopened their document for every page (split CPU per page doubled).
+_KEEP_OPEN = 8
 #: How often a worker process checks that the process it renders for still runs.
 _PARENT_CHECK_S = 1.0
 
