@@ -193,10 +193,8 @@ def report(
         "this process for the other two (both render in-process). Workers: "
         f"{harness.worker_settings()}.",
     ]
-    if quick:
-        notes.insert(0, "**Quick mode (`--quick`): a smoke check at a small size, not a result.**")
     body = [
-        header(COMMAND, broker.version, started, notes),
+        header(COMMAND, broker.version, started, notes, quick=quick),
         "",
         table(
             [

@@ -155,10 +155,8 @@ def report(
         "over this time; *GPU slots busy*: the double's mean share of slots busy while it had "
         "work.",
     ]
-    if quick:
-        notes.insert(0, "**Quick mode (`--quick`): a smoke check at a small size, not a result.**")
     body = [
-        header(COMMAND, broker.version, started, notes),
+        header(COMMAND, broker.version, started, notes, quick=quick),
         "",
         table(
             [

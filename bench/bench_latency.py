@@ -231,10 +231,8 @@ def report(
         f"{BIG_PAGES}-page run {harness.kinds_cell(requests.big[-1], requests.big_needed)}"
         + (" (as the direct driver needs)." if same else " (runs differ)."),
     ]
-    if quick:
-        notes.insert(0, "**Quick mode (`--quick`): a smoke check at a small size, not a result.**")
     body = [
-        header(COMMAND, broker.version, started, notes),
+        header(COMMAND, broker.version, started, notes, quick=quick),
         "",
         one_page,
         "",

@@ -120,10 +120,8 @@ def report(
             else ", as the direct driver needs."
         ),
     ]
-    if quick:
-        notes.insert(0, "**Quick mode (`--quick`): a smoke check at a small size, not a result.**")
     body = [
-        header(COMMAND, broker.version, started, notes),
+        header(COMMAND, broker.version, started, notes, quick=quick),
         "",
         "Peak resident memory (VmHWM) per worker process in MB, min / **median** / max:",
         "",

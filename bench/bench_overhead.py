@@ -166,10 +166,8 @@ def report(
         "CPU: user + system time of each process over the batch (psutil), divided by its "
         "pages; the broker's includes its background work during the batch.",
     ]
-    if quick:
-        notes.insert(0, "**Quick mode (`--quick`): a smoke check at a small size, not a result.**")
     body = [
-        header(COMMAND, broker.version, started, notes),
+        header(COMMAND, broker.version, started, notes, quick=quick),
         "",
         f"Throughput with an instant model (the pipeline is the bottleneck): {rate.cell()} "
         "pages/s.",

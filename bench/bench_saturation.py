@@ -171,10 +171,8 @@ def report(
         "for each). The test double identifies pages by the SHA-256 of their PNG bytes "
         "(`--page-key bytes`) instead of decoding them.",
     ]
-    if quick:
-        notes.insert(0, "**Quick mode (`--quick`): a smoke check at a small size, not a result.**")
     body = [
-        header(COMMAND, broker.version, started, notes),
+        header(COMMAND, broker.version, started, notes, quick=quick),
         "",
         "Cells are min / **median** / max over the runs. *ideal s*: the dependency-aware ideal "
         "(bench/ideal.py: a perfect scheduler on the same C slots and service times; page calls "

@@ -341,10 +341,8 @@ def report(
         "driver in its own process (`--engine vllm`). *Rendering*: opening the PDF and "
         "rendering its 8 pages in one process (the production renderer), measured here.",
     ]
-    if quick:
-        notes.insert(0, "**Quick mode (`--quick`): a smoke check at a small size, not a result.**")
     body = [
-        header(COMMAND, broker.version, started, notes),
+        header(COMMAND, broker.version, started, notes, quick=quick),
         "",
         "Seconds (min / **median** / max over the runs):",
         "",

@@ -85,8 +85,20 @@ def versions(kafka_version: str) -> str:
     return f"Python {platform.python_version()}, Kafka {kafka_version}, {listed}"
 
 
-def header(command: str, kafka_version: str, started: float, notes: Sequence[str] = ()) -> str:
-    """The lines every stream benchmark section opens with."""
+#: The first note of a section written by a `--quick` run.
+QUICK_NOTE = "**Quick mode (`--quick`): a smoke check at a small size, not a result.**"
+
+
+def header(
+    command: str,
+    kafka_version: str,
+    started: float,
+    notes: Sequence[str] = (),
+    *,
+    quick: bool = False,
+) -> str:
+    """The lines every stream benchmark section opens with (`quick`: marked as a smoke check)."""
+    notes = [QUICK_NOTE, *notes] if quick else notes
     lines = [
         f"`{command}` ({time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, "
         f"{time.time() - started:.0f} s).",

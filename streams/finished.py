@@ -8,14 +8,23 @@ import logging
 from typing import Any
 
 from aiokafka import ConsumerRecord
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from schemas.records import ResultRecord, decode
 from streams.runtime.topic_view import TopicView
 
 __all__ = ["FinishedDocuments"]
 
 _log = logging.getLogger(__name__)
+
+
+class _Outcome(BaseModel):
+    """The two fields of a results-topic record this view needs; the rest of the record (the
+    whole document's text and pages) is never built, in every split worker, for every result."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    kind: str = ""
+    status: str = ""
 
 
 class FinishedDocuments:
@@ -30,14 +39,14 @@ class FinishedDocuments:
         if message.key is None:
             return
         doc_id = message.key.decode(errors="replace")
-        record = None
+        outcome = None
         if message.value is not None:
             try:
-                record = decode(message.value)
+                outcome = _Outcome.model_validate_json(message.value)
             except (ValidationError, ValueError):
                 _log.warning("ignoring an unreadable record on the results topic")
                 return
-        if isinstance(record, ResultRecord) and record.status == "completed":
+        if outcome and outcome.kind == "document_result" and outcome.status == "completed":
             self._where[doc_id] = (message.partition, message.offset)
         else:
             self._where.pop(doc_id, None)
