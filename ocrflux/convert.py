@@ -24,7 +24,8 @@ from ocrflux.document import build_result, detect, failed_result, merge_tables, 
 from ocrflux.engines.base import Engine, Pair
 from ocrflux.engines.factory import text_layer_tables
 from ocrflux.errors import InputError, OcrfluxError
-from ocrflux.render import RenderedPage, open_document
+from ocrflux.figures import Crop, crop_figures, document_figures, with_crops
+from ocrflux.render import Document, RenderedPage, open_document
 from ocrflux.render_pool import PageRenderer, RenderPool
 from schemas.options import ConversionOptions
 from schemas.results import DocumentResult, ErrorInfo, PageResult, TokenUsage
@@ -84,6 +85,7 @@ async def convert_document(
         finally:
             await run.cancel_detections()  # still running only when something failed
             renderer.close()
+        crops, crop_warnings = await _crop(document, run.done, options, executor)
     except OcrfluxError as exc:
         return failed_result(exc, options=options, timings=_since(started), **identity)
     finally:
@@ -94,7 +96,7 @@ async def convert_document(
         "merge_s": round(time.monotonic() - render_done, 4),
         "total_s": round(time.monotonic() - started, 4),
     }
-    return build_result(
+    result = build_result(
         done=run.done,
         num_pages=document.page_count,
         pairs=pairs,
@@ -102,9 +104,24 @@ async def convert_document(
         options=options,
         usage=run.usage,
         timings=timings,
-        warnings=document.warnings,
+        warnings=[*document.warnings, *crop_warnings],
         **identity,
     )
+    return with_crops(result, crops) if result.figures else result
+
+
+async def _crop(
+    document: Document,
+    done: dict[int, PageResult],
+    options: ConversionOptions,
+    executor: Executor | None,
+) -> tuple[dict[int, Crop], list[ErrorInfo]]:
+    """The figures of the recognized pages cropped from the open document (`figures=crop`)."""
+    figures = [figure for on_page in document_figures(done).values() for _, figure in on_page]
+    if not options.crop_figures or not figures:
+        return {}, []
+    job = partial(crop_figures, document, figures, options.figure_zoom)
+    return await asyncio.get_running_loop().run_in_executor(executor, job)
 
 
 class _Identity(TypedDict):

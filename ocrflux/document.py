@@ -11,12 +11,20 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ocrflux.engines.base import Engine, Pair
 from ocrflux.errors import OcrfluxError
-from ocrflux.merge import Assembly, assemble_blocks, run_table_merges, table_merge_chains
+from ocrflux.figures import document_figures, figure_markdown
+from ocrflux.merge import (
+    Assembly,
+    PlacedFigures,
+    assemble_blocks,
+    run_table_merges,
+    table_merge_chains,
+)
 from ocrflux.plaintext import markdown_to_text
 from schemas.options import ConversionOptions
 from schemas.results import (
     DocumentResult,
     ErrorInfo,
+    Figure,
     PageResult,
     PageSummary,
     TextBlock,
@@ -112,9 +120,23 @@ def build_result(
     timings: Mapping[str, float] | None = None,
     warnings: Sequence[ErrorInfo] = (),
 ) -> DocumentResult:
-    """The document result from every processed page (OCRFlux's fields plus ours)."""
+    """The document result from every processed page (OCRFlux's fields plus ours).
+
+    With `figures=crop` the figures are listed and linked where they stood, not yet cropped:
+    the driver crops them (`ocrflux.figures`)."""
     pages = page_elements(done, num_pages)
-    assembly = assemble_blocks(pages, {} if options.skip_cross_page_merge else pairs, merged_tables)
+    figures: list[Figure] = []
+    placed: PlacedFigures = {}
+    if options.crop_figures:
+        numbered = document_figures(done)
+        figures = [figure for on_page in numbered.values() for _, figure in on_page]
+        placed = {
+            page: [(mark.position, fig.number, figure_markdown(fig)) for mark, fig in on_page]
+            for page, on_page in numbered.items()
+        }
+        warnings = [*warnings, *(w for _, page in sorted(done.items()) for w in page.warnings)]
+    merge_pairs = {} if options.skip_cross_page_merge else pairs
+    assembly = assemble_blocks(pages, merge_pairs, merged_tables, placed)
     text = assembly.text
     status, error = document_status(done.values())
     total = TokenUsage()
@@ -132,7 +154,7 @@ def build_result(
         fallback_pages=sorted(p for p, r in done.items() if r.fallback),
         page_sources={str(p): r.source for p, r in sorted(done.items())},
         output_format=options.output_format,
-        content=markdown_to_text(text) if options.output_format == "text" else text,
+        content=_content(assembly, options),
         source=source,
         engine=engine,
         model=model,
@@ -141,7 +163,15 @@ def build_result(
         pages=[_summary(page) for _, page in sorted(done.items())],
         merges=assembly.merges,
         blocks=_blocks(assembly),
+        figures=figures,
     )
+
+
+def _content(assembly: Assembly, options: ConversionOptions) -> str:
+    """The Markdown, or for `text` the plain text of every block but the figures' links."""
+    if options.output_format != "text":
+        return assembly.text
+    return markdown_to_text("\n\n".join(b.text for b in assembly.blocks if b.figure is None))
 
 
 def _summary(page: PageResult) -> PageSummary:
@@ -161,7 +191,7 @@ def _blocks(assembly: Assembly) -> list[TextBlock]:
     blocks, start = [], 0
     for block in assembly.blocks:
         end = start + len(block.text)
-        blocks.append(TextBlock(start=start, end=end, pages=list(block.pages)))
+        blocks.append(TextBlock(start=start, end=end, pages=list(block.pages), figure=block.figure))
         start = end + 2
     return blocks
 

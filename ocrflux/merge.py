@@ -235,6 +235,11 @@ class Block:
 
     text: str
     pages: tuple[int, ...]
+    figure: int | None = None  # the figure's number when the block is a figure's link
+
+
+PlacedFigures = Mapping[int, Sequence[tuple[int, int, str]]]
+"""Figures by page index: (position among the page's elements, number, Markdown)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +258,10 @@ def assemble(pages: Pages, pairs: PairsByPage, merged_tables: Mapping[tuple[int,
 
 
 def assemble_blocks(
-    pages: Pages, pairs: PairsByPage, merged_tables: Mapping[tuple[int, int], str]
+    pages: Pages,
+    pairs: PairsByPage,
+    merged_tables: Mapping[tuple[int, int], str],
+    figures: PlacedFigures | None = None,
 ) -> Assembly:
     """Build the document from the page elements (spec section 6); inputs are not changed.
 
@@ -263,7 +271,9 @@ def assemble_blocks(
        emptied. **Ours**: a table pair whose merge failed stays two elements, no space is
        added after a merged table, and a pair whose second element is already empty is a
        no-op. Pairs that do not address existing elements are ignored.
-    3. Every non-empty element, in page order; the text joins them with blank lines.
+    3. Every non-empty element, in page order; the text joins them with blank lines. Each of
+       `figures` stands before the element its position names (after the page's last element
+       when the position is past it), also when that element was merged into another page's.
 
     Each block keeps the pages its text came from (a paragraph merged over pages 1 and 2 has
     both), and every detected pair is reported with whether it was applied. Pairs only ever
@@ -299,10 +309,14 @@ def assemble_blocks(
             applied[(page, i, j)] = MergeApplied(
                 page=page, i=i, j=j, kind="text", applied=bool(head)
             )
-    blocks = [
-        Block(element, tuple(sorted(owners[page][index])))
-        for page, elements in enumerate(work)
-        for index, element in enumerate(elements)
-        if element
-    ]
+    placed = figures or {}
+    blocks: list[Block] = []
+    for page, elements in enumerate(work):
+        on_page = placed.get(page, ())
+        for index, element in enumerate(elements):
+            blocks.extend(Block(md, (page,), number) for at, number, md in on_page if at == index)
+            if element:
+                blocks.append(Block(element, tuple(sorted(owners[page][index]))))
+        last = len(elements)
+        blocks.extend(Block(md, (page,), number) for at, number, md in on_page if at >= last)
     return Assembly(blocks, sorted(applied.values(), key=lambda m: (m.page, m.i, m.j)))

@@ -176,6 +176,14 @@ class Document(ABC):
             raise ValueError("the document was closed while its pages were being read")
         return self._render_page(index)
 
+    def render_image(self, index: int, scale: float) -> Image.Image:
+        """Page `index` as an RGB image `scale` times the model's page size (figures are cut
+        from it); raises `CorruptInput` like `render_page`. An image page is never enlarged
+        past its own pixels: upscaling adds none."""
+        if self._closed:
+            raise ValueError("the document is closed")
+        return self._render_image(index, scale)
+
     def _iter_pages(self, indices: list[int]) -> Iterator[RenderedPage]:
         for index in indices:
             yield self.render_page(index)
@@ -193,6 +201,9 @@ class Document(ABC):
 
     @abstractmethod
     def _render_page(self, index: int) -> RenderedPage: ...
+
+    @abstractmethod
+    def _render_image(self, index: int, scale: float) -> Image.Image: ...
 
     @abstractmethod
     def _release(self) -> None: ...
@@ -309,6 +320,25 @@ class _PdfDocument(Document):
             _drain_mupdf_warnings(f"PDF page {index + 1}")
         return width, height, pixels, text_layer
 
+    def _render_image(self, index: int, scale: float) -> Image.Image:
+        try:
+            with _PYMUPDF_LOCK:
+                page = self._doc.load_page(index)
+                rect = page.rect
+                width, height = target_size(rect.width, rect.height)
+                matrix = pymupdf.Matrix(width * scale / rect.width, height * scale / rect.height)
+                pixmap = page.get_pixmap(matrix=matrix, colorspace=pymupdf.csRGB, alpha=False)
+                size = (pixmap.width, pixmap.height)
+                return Image.frombytes(
+                    "RGB", size, bytes(pixmap.samples), "raw", "RGB", pixmap.stride
+                )
+        except _PDF_ERRORS as exc:
+            raise CorruptInput(
+                f"page {index + 1} of {self.page_count} could not be rendered: {exc}"
+            ) from exc
+        finally:
+            _drain_mupdf_warnings(f"PDF page {index + 1}")
+
     def _release(self) -> None:
         with _PYMUPDF_LOCK:
             self._doc.close()
@@ -317,9 +347,12 @@ class _PdfDocument(Document):
 class _ImageDocument(Document):
     """A single image, or every frame of a multi-page TIFF."""
 
-    def __init__(self, kind: DocumentKind, image: Image.Image, page_count: int) -> None:
+    def __init__(
+        self, kind: DocumentKind, image: Image.Image, page_count: int, data: bytes
+    ) -> None:
         super().__init__(kind, page_count)
         self._image = image
+        self._data = data  # `render_image` decodes afresh, at full size
         self._raw_size = image.size  # before JPEG draft scaling; JPEGs have one frame
         self._lock = threading.Lock()
 
@@ -340,7 +373,7 @@ class _ImageDocument(Document):
                 image.seek(index)
                 _check_pixels(image, index, count, max_pixels)
             image.seek(0)
-            document = cls(kind, image, count)
+            document = cls(kind, image, count, data)
             document._load_frame(0)  # decode now so a damaged image fails here, not later
         except InputError:
             image.close()
@@ -382,6 +415,24 @@ class _ImageDocument(Document):
                 f"page {index + 1} of {self.page_count} could not be decoded: {exc}"
             ) from exc
         return RenderedPage(index, png, width, height, None)
+
+    def _render_image(self, index: int, scale: float) -> Image.Image:
+        try:
+            with Image.open(io.BytesIO(self._data), formats=[_PIL_FORMATS[self.kind]]) as image:
+                image.seek(index)
+                if self.kind is DocumentKind.JPEG:
+                    side = round(TARGET_LONGEST_SIDE * scale)
+                    image.draft(None, (side, side))
+                oriented = _to_l_or_rgb(ImageOps.exif_transpose(image))
+                width, height = target_size(*oriented.size)
+                size = (round(width * scale), round(height * scale))
+                if size[0] < oriented.width:
+                    oriented = oriented.resize(size, _LANCZOS)
+                return oriented.convert("RGB")
+        except _IMAGE_ERRORS as exc:
+            raise CorruptInput(
+                f"page {index + 1} of {self.page_count} could not be decoded: {exc}"
+            ) from exc
 
     def _release(self) -> None:
         self._image.close()

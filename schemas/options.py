@@ -22,6 +22,8 @@ from pydantic import (
 )
 
 OutputFormat = Literal["markdown", "text", "json", "chunks"]
+#: none: figures are left out (OCRFlux's behaviour); crop: each is cut out as a PNG and linked.
+FiguresMode = Literal["none", "crop"]
 EngineName = Literal["vllm", "local", "auto"]
 
 #: The most attempts a caller may ask for per model task; more only burns GPU time on a page
@@ -34,6 +36,10 @@ MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS = 32, 8192
 #: Ranges in one selection: `1,3,5,...` over a 2,000-page document is 1,000 ranges; more is
 #: not a selection anyone types.
 MAX_PAGE_RANGES = 1000
+#: A figure is cropped from its page rendered this many times larger than the model saw it.
+DEFAULT_FIGURE_SCALE = 2.0
+#: 1: the model's own 1024-px page; 4: a 4096-px page (about 200 dpi for A4), plenty for a figure.
+MIN_FIGURE_SCALE, MAX_FIGURE_SCALE = 1.0, 4.0
 
 PageRanges = tuple[tuple[int, int], ...]
 """Selected pages as `(first, last)` ranges, 1-based and inclusive, sorted and disjoint."""
@@ -122,7 +128,7 @@ Pages = Annotated[
 
 
 #: Fields added after the first version of the records (see `ConversionOptions` serialization).
-_ADDED_FIELDS = ("pages", "chunk_tokens")
+_ADDED_FIELDS = ("pages", "chunk_tokens", "figures", "figure_scale")
 
 
 class ConversionOptions(BaseModel):
@@ -160,6 +166,27 @@ class ConversionOptions(BaseModel):
         f"{DEFAULT_CHUNK_TOKENS})",
     )
 
+    figures: FiguresMode | None = Field(
+        default=None,
+        description="crop: every figure the model marks is cropped as a PNG and linked from "
+        "the Markdown where it stood; none (also when unset): figures are left out",
+    )
+    figure_scale: float | None = Field(
+        default=None,
+        ge=MIN_FIGURE_SCALE,
+        le=MAX_FIGURE_SCALE,
+        description=f"How many times larger than the model's page image figures are cropped "
+        f"from (default {DEFAULT_FIGURE_SCALE})",
+    )
+
+    @property
+    def crop_figures(self) -> bool:
+        return self.figures == "crop"
+
+    @property
+    def figure_zoom(self) -> float:
+        return self.figure_scale or DEFAULT_FIGURE_SCALE
+
     @model_validator(mode="before")
     @classmethod
     def _page_range_as_pages(cls, data: Any) -> Any:
@@ -188,4 +215,6 @@ class ConversionOptions(BaseModel):
     def _chunk_tokens_with_chunks(self) -> ConversionOptions:
         if self.chunk_tokens is not None and self.output_format != "chunks":
             raise ValueError("chunk_tokens goes with output_format=chunks")
+        if self.figure_scale is not None and not self.crop_figures:
+            raise ValueError("figure_scale goes with figures=crop")
         return self

@@ -29,6 +29,30 @@ class TokenUsage(BaseModel):
         self.completion_tokens += completion_tokens
 
 
+class FigureBox(BaseModel):
+    """Where a figure is on its page, as fractions (0 to 1) of the page's width and height: the
+    model's box in pixels of the page image it saw, divided by that image's size, so the figure
+    can be cut from the page rendered at any size."""
+
+    model_config = ConfigDict(frozen=True)
+
+    left: float = Field(ge=0, le=1)
+    top: float = Field(ge=0, le=1)
+    right: float = Field(ge=0, le=1)
+    bottom: float = Field(ge=0, le=1)
+
+
+class PageFigure(BaseModel):
+    """A figure the model marked on a page (`<Image>(left,top),(right,bottom)</Image>`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    position: int = Field(
+        ge=0, description="The page's elements (figures not counted) that stand before it"
+    )
+    box: FigureBox
+
+
 class PageResult(BaseModel):
     """One recognized page, before any cross-page merge."""
 
@@ -42,6 +66,12 @@ class PageResult(BaseModel):
     usage: TokenUsage = Field(default_factory=TokenUsage)
     latency_s: float = 0.0
     error: ErrorInfo | None = None
+    figures: list[PageFigure] = Field(
+        default_factory=list, description="Figures the model marked, in reading order"
+    )
+    warnings: list[ErrorInfo] = Field(
+        default_factory=list, description="Problems with the page that did not stop it"
+    )
 
     @property
     def text(self) -> str:
@@ -87,14 +117,38 @@ class TextBlock(BaseModel):
     start: int = Field(ge=0)
     end: int = Field(ge=0)
     pages: list[int]
+    figure: int | None = Field(
+        default=None, description="The figure's number when the block is a figure's link"
+    )
+
+
+class Figure(BaseModel):
+    """A figure of the document (option `figures=crop`): its box cropped from the page
+    rendered larger than the model saw it, as PNG. The Markdown links it where it stood as
+    `![Figure N, page P](<link>)`; the link is `name` unless the result was written somewhere
+    that keeps its figures in a folder (`<stem>_figures/<name>` beside `<stem>.md`)."""
+
+    number: int = Field(ge=1, description="1-based, in reading order over the document")
+    page: int = Field(ge=0, description="0-based page index")
+    name: str = Field(description="File name, e.g. figure-001-page-3.png")
+    box: FigureBox
+    width: int = Field(default=0, ge=0, description="Pixels of the crop (0: not cropped)")
+    height: int = Field(default=0, ge=0)
+    ref: str | None = Field(
+        default=None,
+        description="Where the PNG is stored: a blob-store URL (stream processor) or a path "
+        "relative to the written result",
+    )
+    data: str | None = Field(default=None, description="The PNG, base64, when carried inline")
 
 
 class DocumentResult(BaseModel):
     """The result of converting one document.
 
     Versioning: `schema_version` changes only when a field changes meaning or goes away; new
-    optional fields (here `pages`, `merges` and `blocks`) keep it, so a reader of version 1
-    ignores what it does not know and a result written before they existed still validates.
+    optional fields (here `pages`, `merges`, `blocks` and `figures`) keep it, so a reader of
+    version 1 ignores what it does not know and a result written before they existed still
+    validates.
     """
 
     schema_version: Literal[1] = 1
@@ -127,4 +181,7 @@ class DocumentResult(BaseModel):
     blocks: list[TextBlock] = Field(
         default_factory=list,
         description="The elements of document_text with their pages (what chunks are cut from)",
+    )
+    figures: list[Figure] = Field(
+        default_factory=list, description="The figures linked from document_text (figures=crop)"
     )

@@ -30,13 +30,14 @@ from streams.assemble_agent import AssembleHandler
 from streams.assembly import Assembler, decode_state
 from streams.cancels import Cancels
 from streams.engine_pool import EnginePool
+from streams.figure_store import FigureStore
 from streams.finished import FinishedDocuments
 from streams.metrics import WorkerMetrics
 from streams.model_gate import ModelGate
 from streams.outbox import Blobs, Outbox
 from streams.recognize import answer_crash as answer_recognize_crash
 from streams.recognize import recognize_record
-from streams.result_reader import ResultReader
+from streams.result_reader import DocumentReader, ResultReader
 from streams.runtime.clients import Producer
 from streams.runtime.runner import Handler, RoleRunner
 from streams.runtime.table import ChangelogTable
@@ -193,9 +194,20 @@ def build_pipeline(
     if "assemble" in roles:
         table = ChangelogTable(producer, names.assembly_state, decode_state, options)
         results = ResultReader(names.results, options)
-        closers.append(results.close)
+        documents = DocumentReader(names.documents, options)
+        closers += [results.close, documents.close]
+        figures = FigureStore(documents, blobs, settings.max_file_bytes)
         handler = AssembleHandler(
-            settings, Assembler(table), table, outbox, engines, blobs, metrics, results, gate
+            settings,
+            Assembler(table),
+            table,
+            outbox,
+            engines,
+            blobs,
+            metrics,
+            results,
+            gate,
+            figures,
         )
 
         async def restore(partitions: set[int]) -> None:

@@ -25,6 +25,7 @@ from schemas.records import (
 from schemas.results import ErrorInfo
 from streams.assembly import Assembler, DetectJob, Job, Step, outcome_key
 from streams.engine_pool import EnginePool
+from streams.figure_store import FigureStore
 from streams.metrics import WorkerMetrics
 from streams.model_gate import ModelGate
 from streams.outbox import Blobs, Outbox
@@ -49,9 +50,11 @@ class AssembleHandler:
         metrics: WorkerMetrics,
         results: ResultReader,
         gate: ModelGate,
+        figures: FigureStore,
     ) -> None:
         self.settings = settings
         self.results = results
+        self.figures = figures
         self.assembler = assembler
         self.table = table
         self.outbox = outbox
@@ -127,7 +130,10 @@ class AssembleHandler:
     async def _finish(self, step: Step) -> None:
         """Emit the step's result, if any (durable before the document is marked done)."""
         if step.result is not None:
-            done = await self._emit(step.result)
+            result = step.result
+            if step.info is not None and result.figures:
+                result = await self.figures.attach(result, step.info)
+            done = await self._emit(result)
             self.assembler.mark_emitted(step, (done.partition, done.offset))
             await self.table.sync()
         await self.outbox.progress(step.progress)

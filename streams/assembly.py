@@ -161,6 +161,7 @@ class Step:
     #: recognized and assembled again rather than answered with that result.
     restart: bool = False
     submission: str | None = None  # of the result or resend: the one its marker will name
+    info: DocumentInfo | None = None  # of an assembled result (its figures are cropped from it)
 
 
 class _PagesView(Mapping[int, PageResult]):
@@ -437,7 +438,11 @@ class Assembler:
             pages_total=info.pages_total,
         )
         return Step(
-            result=record, progress=progress, finished_keys=keys, submission=info.submission
+            result=record,
+            progress=progress,
+            finished_keys=keys,
+            submission=info.submission,
+            info=info,
         )
 
     def mark_emitted(self, step: Step, position: tuple[int, int] | None = None) -> None:

@@ -302,3 +302,90 @@ def generated_cases(count: int = 20, *, seed: int = 7, max_pages: int = 40) -> l
             filename = f"{name}.{kind}"
         cases.append(DocumentCase(name=filename, data=data, model_pages=texts, merges=merges))
     return cases
+
+
+# ---- a document with a drawn figure ------------------------------------------------------
+
+#: Where page 2 of `figure_document` draws its figure, in PDF points on a 595 x 842 page: a red
+#: rectangle with a blue square in its top-left corner and a green one in its bottom-right.
+FIGURE_RECT = (100.0, 300.0, 300.0, 450.0)
+_FIGURE_CORNER = 20.0
+#: The model's page image of an A4 page: 723 x 1024 px.
+_MODEL_SIZE = (723, 1024)
+FIGURE_BOX = tuple(
+    round(value * _MODEL_SIZE[axis % 2] / (595.0, 842.0)[axis % 2])
+    for axis, value in enumerate(FIGURE_RECT)
+)
+FIGURE_PAGES: list[str | None] = [
+    "# Figures\n\nA paragraph that runs onto",
+    "the next page.\n\n<Image>({}, {}),({}, {})</Image>\n\nFigure caption text.".format(
+        *FIGURE_BOX
+    ),
+    "Closing words.",
+]
+FIGURE_NAME = "figure-001-page-2.png"
+FIGURE_TEXT = (
+    "# Figures\n\nA paragraph that runs onto the next page.\n\n"
+    "![Figure 1, page 2](<{link}>)\n\nFigure caption text.\n\nClosing words."
+)
+FIGURE_TEXT_WITHOUT = (
+    "# Figures\n\nA paragraph that runs onto the next page.\n\nFigure caption text.\n\n"
+    "Closing words."
+)
+
+
+def figure_document() -> DocumentCase:
+    """Three pages: a paragraph over pages 1-2, then on page 2 a drawn figure (`FIGURE_RECT`)
+    that the model marks with `FIGURE_BOX`, and a caption. `FIGURE_TEXT.format(link=...)` is
+    the Markdown with `figures=crop`, `FIGURE_TEXT_WITHOUT` without."""
+    doc = pymupdf.open()
+    lines = [["Figures", "A paragraph that runs onto"], ["the next page.", "Figure caption"], []]
+    for number, page_lines in enumerate(lines):
+        page = doc.new_page(width=595, height=842)
+        for n, line in enumerate(page_lines):
+            page.insert_text((72, 72 + 18 * n), line, fontsize=11)
+        if number == 2:
+            page.insert_text((72, 72), "Closing words.", fontsize=11)
+        if number == 1:
+            left, top, right, bottom = FIGURE_RECT
+            corner = _FIGURE_CORNER
+            page.draw_rect(pymupdf.Rect(FIGURE_RECT), color=None, fill=(1, 0, 0))
+            page.draw_rect(
+                pymupdf.Rect(left, top, left + corner, top + corner), color=None, fill=(0, 0, 1)
+            )
+            page.draw_rect(
+                pymupdf.Rect(right - corner, bottom - corner, right, bottom),
+                color=None,
+                fill=(0, 1, 0),
+            )
+    data = doc.tobytes()
+    doc.close()
+    return DocumentCase(
+        name="figures.pdf", data=data, model_pages=FIGURE_PAGES, merges={0: [(1, 0)]}
+    )
+
+
+def assert_is_the_drawn_figure(png: bytes, scale: float = 2.0) -> None:
+    """`png` is `FIGURE_RECT` cut from page 2 rendered `scale` times the model's size: its size
+    (to a pixel or two of rounding) and its corners and middle in the drawn colours."""
+    left, top, right, bottom = FIGURE_RECT
+    expected = (
+        (right - left) * _MODEL_SIZE[0] * scale / 595.0,
+        (bottom - top) * _MODEL_SIZE[1] * scale / 842.0,
+    )
+    with Image.open(io.BytesIO(png)) as crop:
+        assert crop.format == "PNG"
+        assert abs(crop.width - expected[0]) <= 3 and abs(crop.height - expected[1]) <= 3, (
+            crop.size,
+            expected,
+        )
+        rgb = crop.convert("RGB")
+        inset = round(4 * scale)
+        corner = round(_FIGURE_CORNER * _MODEL_SIZE[1] * scale / 842.0)
+        w, h = rgb.size
+        assert rgb.getpixel((inset, inset)) == (0, 0, 255)
+        assert rgb.getpixel((corner - inset, corner - inset)) == (0, 0, 255)
+        assert rgb.getpixel((corner + inset, corner + inset)) == (255, 0, 0)
+        assert rgb.getpixel((w // 2, h // 2)) == (255, 0, 0)
+        assert rgb.getpixel((w - 1 - inset, h - 1 - inset)) == (0, 255, 0)
+        assert rgb.getpixel((w - corner - inset, h - corner - inset)) == (255, 0, 0)

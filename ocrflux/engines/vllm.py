@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from ocrflux import prompts
 from ocrflux.chat import ChatCompleter
 from ocrflux.engines.base import Pair, fallback_page
+from ocrflux.figures import page_figures
 from ocrflux.merge import accept_merged_table, merge_tables_without_model, parse_merge_pairs
 from ocrflux.page_parse import AnswerRejected, page_elements, parse_page_answer
 from ocrflux.render import RenderedPage
@@ -62,9 +63,13 @@ class VllmEngine:
         )
         if outcome.value is None:
             return fallback_page(page, outcome)
+        natural_text = outcome.value.natural_text
+        figures, warnings = page_figures(natural_text, page.index, page.width, page.height)
         return PageResult(
             index=page.index,
-            elements=page_elements(outcome.value.natural_text),
+            elements=page_elements(natural_text),
+            figures=figures,
+            warnings=warnings,
             source="model",
             attempts=outcome.attempts,
             usage=outcome.usage,
