@@ -20,7 +20,14 @@ from concurrent.futures import Executor
 from functools import partial
 from typing import TypedDict
 
-from ocrflux.document import build_result, detect, failed_result, merge_tables, pairs_to_detect
+from ocrflux.document import (
+    build_result,
+    detect,
+    detection_warning,
+    failed_result,
+    merge_tables,
+    pairs_to_detect,
+)
 from ocrflux.engines.base import Engine, Pair
 from ocrflux.engines.factory import text_layer_tables
 from ocrflux.errors import InputError, OcrfluxError
@@ -104,7 +111,7 @@ async def convert_document(
         options=options,
         usage=run.usage,
         timings=timings,
-        warnings=[*document.warnings, *crop_warnings],
+        warnings=[*document.warnings, *run.warnings, *crop_warnings],
         **identity,
     )
     return with_crops(result, crops) if result.figures else result
@@ -154,7 +161,8 @@ class _Run:
         self.progress = progress
         self.total = total
         self.done: dict[int, PageResult] = {}
-        self.detections: dict[int, asyncio.Task[list[Pair]]] = {}
+        self.detections: dict[int, asyncio.Task[tuple[list[Pair], ErrorInfo | None]]] = {}
+        self.warnings: list[ErrorInfo] = []
         self.usage = TokenUsage()
         self.render_s = 0.0
 
@@ -213,12 +221,15 @@ class _Run:
         await asyncio.gather(*running, return_exceptions=True)
 
     async def pairs(self) -> dict[int, list[Pair]]:
-        if not self.detections:
-            return {}
-        answers = await asyncio.gather(*self.detections.values())
-        return {
-            first: pairs for first, pairs in zip(self.detections, answers, strict=True) if pairs
-        }
+        """Every page pair's detected pairs; a failed detection is also a warning."""
+        found: dict[int, list[Pair]] = {}
+        for first, task in sorted(self.detections.items()):
+            pairs, error = await task
+            if error is not None:
+                self.warnings.append(detection_warning(first, error))
+            if pairs:
+                found[first] = pairs
+        return found
 
 
 def _unrenderable(index: int, exc: OcrfluxError) -> PageResult:

@@ -55,13 +55,26 @@ def pairs_to_detect(done: Mapping[int, PageResult], page: int) -> list[int]:
 
 async def detect(
     engine: Engine, done: Mapping[int, PageResult], first: int, max_attempts: int, usage: TokenUsage
-) -> list[Pair]:
-    """Merge detection for pages `first` and `first + 1`; a failed task means no pairs."""
+) -> tuple[list[Pair], ErrorInfo | None]:
+    """Merge detection for pages `first` and `first + 1`: the pairs, and why detection failed
+    when it did (a failed task means no pairs; `detection_warning` tells the result)."""
     outcome = await engine.detect_merges(
         done[first].elements, done[first + 1].elements, max_attempts=max_attempts
     )
     usage.add(outcome.usage.prompt_tokens, outcome.usage.completion_tokens)
-    return outcome.value or []
+    return outcome.value or [], outcome.error
+
+
+#: The warning of a page pair whose merge detection failed: its elements stay apart.
+MERGE_DETECTION_FAILED = "merge_detection_failed"
+
+
+def detection_warning(first: int, error: ErrorInfo) -> ErrorInfo:
+    return ErrorInfo(
+        code=MERGE_DETECTION_FAILED,
+        message=f"pages {first + 1} and {first + 2}: cross-page merge detection failed "
+        f"({error.message}); nothing was merged across them",
+    )
 
 
 def page_elements(done: Mapping[int, PageResult], num_pages: int) -> list[list[str] | None]:

@@ -180,6 +180,9 @@ class PairsDetected(_Record):
     first: int
     pairs: list[tuple[int, int]]
     usage: TokenUsage = Field(default_factory=TokenUsage)
+    error: ErrorInfo | None = Field(
+        default=None, description="Why detection failed (no valid answer in every attempt)"
+    )
 
 
 class TableMerged(_Record):

@@ -255,7 +255,11 @@ class AssembleHandler:
                 job.previous, job.following, max_attempts=job.max_attempts
             )
             return PairsDetected(
-                doc_id=job.doc_id, first=job.first, pairs=found.value or [], usage=found.usage
+                doc_id=job.doc_id,
+                first=job.first,
+                pairs=found.value or [],
+                usage=found.usage,
+                error=found.error,
             )
         self.metrics.merge_jobs.labels("table").inc()
         merged = await engine.merge_tables(job.table1, job.table2, max_attempts=job.max_attempts)

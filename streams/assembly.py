@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from ocrflux.document import build_result, pairs_to_detect
+from ocrflux.document import build_result, detection_warning, pairs_to_detect
 from ocrflux.merge import ready_table_merges, table_merge_chains, table_merges_done
 from schemas.records import (
     DocumentCancelled,
@@ -50,6 +50,7 @@ class DocState(BaseModel):
     pages_done: int = 0
     detected: dict[int, list[Pair]] = Field(default_factory=dict)
     detected_at: dict[int, float] = Field(default_factory=dict)
+    detect_errors: dict[int, ErrorInfo] = Field(default_factory=dict)
     tables_done: int = 0
     usage: TokenUsage = Field(default_factory=TokenUsage)
 
@@ -219,6 +220,8 @@ class Assembler:
                 return self._advance(state, at)
             state.detected[record.first] = list(record.pairs)
             state.detected_at[record.first] = at
+            if record.error is not None:
+                state.detect_errors[record.first] = record.error
         else:
             key = table_key(record.doc_id, record.page, record.i)
             if key in self.store:
@@ -428,7 +431,13 @@ class Assembler:
             engine=info.engine,
             model=info.model,
             timings=timings,
-            warnings=info.warnings,
+            warnings=[
+                *info.warnings,
+                *(
+                    detection_warning(first, error)
+                    for first, error in sorted(state.detect_errors.items())
+                ),
+            ],
         )
         record = ResultRecord(**result.model_dump(), metadata=info.metadata, reply_to=info.reply_to)
         progress = ProgressEvent(

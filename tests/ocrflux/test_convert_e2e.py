@@ -17,6 +17,7 @@ from tests.scenarios import (
     T4,
     T5,
     T45,
+    figure_document,
     register,
     twelve_page_report,
 )
@@ -163,3 +164,20 @@ async def test_unreachable_model_fails_the_document_clearly_instead_of_degrading
     assert result.status == "failed"
     assert result.error is not None and result.error.code == "vllm_unavailable"
     assert result.document_text == "" and result.fallback_pages == []
+
+
+async def test_a_failed_merge_detection_is_a_warning_not_silence(
+    ocrflux_server: object, engine: VllmEngine
+) -> None:
+    case = figure_document()
+    register(ocrflux_server, case)
+    ocrflux_server.add_fault("garbage_pairs", task="detect", count=2)  # type: ignore[attr-defined]
+    result = await convert_document(case.data, engine=engine)
+    assert result.status == "completed"
+    # Pages 1 and 2 keep their paragraph apart: detection had no valid answer for them.
+    assert "A paragraph that runs onto\n\nthe next page." in result.document_text
+    assert [(w.code, w.message[:18]) for w in result.warnings] == [
+        ("merge_detection_failed", "pages 1 and 2: cro"),
+        ("merge_detection_failed", "pages 2 and 3: cro"),
+    ]
+    assert "no valid answer in 1 attempt" in result.warnings[0].message

@@ -11,7 +11,7 @@ import collections
 import pytest
 
 from schemas.records import ResultRecord
-from tests.scenarios import generated_cases, register
+from tests.scenarios import figure_document, generated_cases, register
 from tests.streams.fixtures import Pipeline
 
 pytestmark = pytest.mark.kafka
@@ -112,3 +112,18 @@ def _page_requests(pipeline: Pipeline, page_key: str) -> int:
     return sum(
         1 for r in pipeline.server.requests() if r["task"] == "page" and r["page"] == page_key
     )
+
+
+def test_a_failed_merge_detection_is_a_warning_on_the_result(pipeline: Pipeline) -> None:
+    """As in the direct driver: a page pair whose detection had no valid answer is not merged,
+    and the result says so instead of passing for a clean one."""
+    case = figure_document()
+    register(pipeline.server, case)
+    pipeline.server.add_fault("garbage_pairs", task="detect", count=2)
+    pipeline.start_worker("worker")
+    doc_id = pipeline.client.submit(case.data, filename=case.name)
+    result = pipeline.results([doc_id])[doc_id]
+    assert result.status == "completed"
+    assert "A paragraph that runs onto\n\nthe next page." in result.document_text
+    assert [w.code for w in result.warnings] == ["merge_detection_failed"] * 2
+    assert [w.message[:14] for w in result.warnings] == ["pages 1 and 2:", "pages 2 and 3:"]
