@@ -264,6 +264,9 @@ def link_figures(result: R, folder: str, *, keep_data: bool = False) -> R:
         cursor = block.end
     pieces.append(text[cursor:])
     linked = "".join(pieces)
+    if not result.blocks:  # a result without its blocks (written before they existed)
+        for number, figure in by_number.items():
+            linked = linked.replace(figure_markdown(figure), figure_markdown(figure, links[number]))
     figures = [
         figure.model_copy(
             update={"ref": links[figure.number], "data": figure.data if keep_data else None}

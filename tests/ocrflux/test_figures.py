@@ -25,7 +25,7 @@ from ocrflux.page_parse import page_elements
 from ocrflux.result_formats import render_output
 from ocrflux.vllm_client import VllmClient
 from schemas.options import ConversionOptions
-from schemas.results import Figure, FigureBox
+from schemas.results import DocumentResult, Figure, FigureBox
 from tests.scenarios import (
     FIGURE_NAME,
     FIGURE_PAGES,
@@ -203,3 +203,12 @@ async def test_a_box_off_the_page_is_a_warning_not_a_failure(
     assert len(result.figures) == 1
     assert [w.code for w in result.warnings] == [FIGURE_IGNORED]
     assert "page 3" in result.warnings[0].message
+
+
+def test_a_result_without_blocks_is_linked_all_the_same() -> None:
+    figure = Figure(number=1, page=1, name=FIGURE_NAME, box=_box(1, 1, 2, 2))
+    text = FIGURE_TEXT.format(link=FIGURE_NAME)
+    result = DocumentResult(status="completed", document_text=text, content=text, figures=[figure])
+    linked = link_figures(result, "doc_figures")
+    assert linked.document_text == FIGURE_TEXT.format(link=f"doc_figures/{FIGURE_NAME}")
+    assert linked.content == linked.document_text
