@@ -82,6 +82,7 @@ def routes(app: web.Application) -> None:
     app.router.add_delete("/v1/jobs/{job_id}", routes_jobs.cancel_job)
     app.router.add_get("/v1/jobs/{job_id}", routes_jobs.job_status)
     app.router.add_get("/v1/jobs/{job_id}/events", routes_jobs.job_events)
+    app.router.add_get("/v1/jobs/{job_id}/result", routes_jobs.job_result)
     app.router.add_get("/openapi.json", openapi_json)
     app.router.add_get("/docs", docs)
     app.router.add_static("/docs/static", swagger_ui_dir())

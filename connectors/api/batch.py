@@ -17,21 +17,29 @@ from aiohttp import web
 from connectors.api.errors import Saturated
 from connectors.api.keys import SERVICE, SETTINGS, SPOOLS
 from connectors.api.service import Submission
-from connectors.api.uploads import options_from, read_uploads, upload_allowance
+from connectors.api.uploads import asks_zip, options_from, read_uploads, upload_allowance
+from schemas.options import FiguresMode
 
-__all__ = ["MAX_BATCH_FILES", "uploaded_files"]
+__all__ = ["JOBS_ZIP", "MAX_BATCH_FILES", "uploaded_files"]
 
 #: Files one request may carry: each holds a spool file and a job slot until it is submitted.
 MAX_BATCH_FILES = 32
+#: Where a job's ZIP is (a job is submitted in a conversion format; any result can be zipped).
+JOBS_ZIP = "submit the job and fetch GET /v1/jobs/{job_id}/result?output_format=zip"
 
 
 @asynccontextmanager
 async def uploaded_files(
-    request: web.Request, *, max_files: int = MAX_BATCH_FILES, callbacks: bool = True
+    request: web.Request,
+    *,
+    max_files: int = MAX_BATCH_FILES,
+    callbacks: bool = True,
+    default_figures: FiguresMode | None = "crop",
+    zip_answer: str | None = JOBS_ZIP,
 ) -> AsyncIterator[list[Submission]]:
     """The files of an admitted multipart request, one submission each (`callbacks`: with the
-    form's `callback_url`). Spools are released when the block ends: a job that reads its spool
-    later holds it."""
+    form's `callback_url`; `default_figures`, `zip_answer`: as `uploads.options_from`). Spools
+    are released when the block ends: a job that reads its spool later holds it."""
     settings = request.app[SETTINGS]
     service = request.app[SERVICE]
     per_file = settings.max_file_bytes
@@ -58,12 +66,17 @@ async def uploaded_files(
                 dict(fields),
                 default_retries=settings.max_page_retries,
                 default_skip_merge=settings.skip_cross_page_merge,
+                default_figures=default_figures,
+                zip_answer=zip_answer,
             )
             callback_url = (fields.get("callback_url") or None) if callbacks else None
             if callback_url:
                 service.callbacks.check(callback_url)
             yield [
-                Submission(u.spool, options, "filename", u.filename, callback_url) for u in uploads
+                Submission(
+                    u.spool, options, "filename", u.filename, callback_url, zip=asks_zip(fields)
+                )
+                for u in uploads
             ]
         finally:
             for upload in uploads:

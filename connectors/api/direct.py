@@ -21,7 +21,7 @@ from connectors.api.jobs import Job, JobStore
 from connectors.api.metrics import ApiMetrics
 from connectors.api.service import Submission
 from connectors.api.settings import ApiSettings
-from ocrflux.errors import OcrfluxError
+from ocrflux.errors import FetchFailed, OcrfluxError
 from ocrflux.vllm_client import VllmClient
 from schemas.results import ErrorInfo
 
@@ -128,6 +128,10 @@ class DirectMode:
 
     async def find(self, job_id: str) -> Job | None:
         return self._store.get(job_id)
+
+    async def fetch_figure(self, url: str) -> bytes:
+        # The conversion processes carry every figure inline: a stored one is not ours.
+        raise FetchFailed(f"direct mode does not fetch stored figures ({url[:200]})")
 
     async def ready(self) -> dict[str, bool]:
         engine = self._settings.ocrflux_engine

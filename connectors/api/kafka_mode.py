@@ -34,11 +34,12 @@ from pydantic import BaseModel, ValidationError
 from connectors.api.callback_relay import CALLBACK_METADATA_KEY, CallbackRelay
 from connectors.api.callbacks import CallbackSender
 from connectors.api.errors import Unavailable
+from connectors.api.figure_answers import FIGURE_MAX_BYTES, inline_figures
 from connectors.api.jobs import Job, JobStore
 from connectors.api.service import Submission
 from connectors.api.settings import ApiSettings
 from connectors.client import DEFAULT_INLINE_LIMIT, RESULT_MAX_BYTES
-from ocrflux.errors import OcrfluxError
+from ocrflux.errors import FetchFailed, OcrfluxError
 from ocrflux.sniff import MIME_TYPES, sniff
 from schemas.records import (
     CancelRequest,
@@ -216,6 +217,12 @@ class KafkaMode:
             job = self._store.get(job_id)
         return job
 
+    async def fetch_figure(self, url: str) -> bytes:
+        try:
+            return await self._fetcher.fetch(url, max_bytes=FIGURE_MAX_BYTES)
+        except (ValueError, OSError) as exc:  # a warning for the figure, not a lost result
+            raise FetchFailed(f"cannot fetch {url[:200]}: {exc}") from exc
+
     async def ready(self) -> dict[str, bool]:
         alive = self._reading is not None and not self._reading.done()
         alive = alive and self._relaying is not None and not self._relaying.done()
@@ -339,7 +346,7 @@ class KafkaMode:
         job.source_key = "url" if metadata.get("source_key") == "url" else "filename"
         if not job.file_size and metadata.get("file_size", "").isdigit():
             job.file_size = int(metadata["file_size"])
-        if record.result_ref is None:
+        if record.result_ref is None and not _needs_figure_data(record):
             self._store.finish(job, record)
             return
         task = self._loop.create_task(self._resolve(job, record))
@@ -347,14 +354,18 @@ class KafkaMode:
         task.add_done_callback(self._resolving.discard)
 
     async def _resolve(self, job: Job, record: ResultRecord) -> None:
-        """A result too large for Kafka: fetch the full one from the blob store."""
-        assert record.result_ref is not None
-        try:
-            data = await self._fetcher.fetch(record.result_ref, max_bytes=RESULT_MAX_BYTES)
-            result = DocumentResult.model_validate_json(data)
-        except (OcrfluxError, ValueError) as exc:
-            self._store.fail(job, ErrorInfo(code="fetch_failed", message=str(exc)))
-            return
+        """A result too large for Kafka: fetch the full one from the blob store. A json result
+        then gets its figures inline, as direct mode's (the status and callbacks carry it)."""
+        result: DocumentResult = record
+        if record.result_ref is not None:
+            try:
+                data = await self._fetcher.fetch(record.result_ref, max_bytes=RESULT_MAX_BYTES)
+                result = DocumentResult.model_validate_json(data)
+            except (OcrfluxError, ValueError) as exc:
+                self._store.fail(job, ErrorInfo(code="fetch_failed", message=str(exc)))
+                return
+        if _needs_figure_data(result):
+            result = await inline_figures(result, self.fetch_figure)
         self._store.finish(job, result)
 
 
@@ -378,6 +389,12 @@ def _decode(message: ConsumerRecord[bytes, bytes]) -> BaseModel | None:
             exc.errors()[0]["msg"] if exc.errors() else exc,
         )
         return None
+
+
+def _needs_figure_data(result: DocumentResult) -> bool:
+    """Whether the result's answer carries its figures' PNGs (json), which the stream
+    processor stores apart; markdown and text link them by name (a ZIP fetches them)."""
+    return result.output_format == "json" and any(f.data is None for f in result.figures)
 
 
 def _content_type(head: bytes) -> str | None:

@@ -13,15 +13,39 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.chunks import DocumentChunks
 from schemas.options import (
     DEFAULT_CHUNK_TOKENS,
+    DEFAULT_FIGURE_SCALE,
     MAX_ATTEMPTS_LIMIT,
     MAX_CHUNK_TOKENS,
+    MAX_FIGURE_SCALE,
     MIN_CHUNK_TOKENS,
+    MIN_FIGURE_SCALE,
+    FiguresMode,
     OutputFormat,
     Pages,
 )
 from schemas.results import DocumentResult, ErrorInfo
 
 JobState = Literal["queued", "running", "completed", "failed", "cancelled"]
+#: What an answer can be: a conversion format, or zip (the API's own: the Markdown and its
+#: figures in one ZIP; the document is converted as markdown).
+AnswerFormat = Literal["markdown", "text", "json", "chunks", "zip"]
+#: Descriptions shared by the forms (`openapi.py`) and the JSON bodies.
+FIGURES_GUIDE = (
+    "crop: each figure the model marks is cropped as PNG and linked from the Markdown where it "
+    "stood, as ![Figure N, page P](<figure-00N-page-P.png>); the PNGs come with output_format "
+    "json (base64 `data`) or zip. Default none (crop with output_format=zip), so the guide's "
+    "answer is unchanged unless asked"
+)
+FIGURES_JOBS = (
+    "crop (default): each figure the model marks is cropped as PNG and linked from the Markdown "
+    "where it stood; json results carry the PNGs (base64 `data`), and GET "
+    "/v1/jobs/{job_id}/result?output_format=zip the Markdown with them. none: figures are left out"
+)
+FIGURE_SCALE = (
+    f"With figures=crop: the page is rendered this many times larger than the model saw it "
+    f"before cropping ({MIN_FIGURE_SCALE:g} to {MAX_FIGURE_SCALE:g}, default "
+    f"{DEFAULT_FIGURE_SCALE:g})"
+)
 
 #: The guide's text for a conversion that failed; scripts may compare against it.
 FAILED_TO_PARSE = "Failed to parse document"
@@ -71,10 +95,11 @@ class ConvertUrlRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(min_length=1, max_length=8192, description="http(s) URL of a PDF or image")
-    output_format: OutputFormat = Field(
+    output_format: AnswerFormat = Field(
         default="markdown",
         description="markdown or text: the guide's answer; json: the whole document result "
-        "(DocumentResult); chunks: chunks for retrieval (DocumentChunks)",
+        "(DocumentResult); chunks: chunks for retrieval (DocumentChunks); zip (ours): "
+        "document.md and document_figures/*.png (application/zip)",
     )
     max_page_retries: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT)
     skip_cross_page_merge: bool | None = None
@@ -89,10 +114,22 @@ class ConvertUrlRequest(BaseModel):
         description=f"Token budget of a chunk with output_format=chunks (default "
         f"{DEFAULT_CHUNK_TOKENS}; ours)",
     )
+    figures: FiguresMode | None = Field(default=None, description=FIGURES_GUIDE)
+    figure_scale: float | None = Field(
+        default=None, ge=MIN_FIGURE_SCALE, le=MAX_FIGURE_SCALE, description=FIGURE_SCALE
+    )
 
 
 class JobUrlRequest(ConvertUrlRequest):
     """`POST /v1/jobs` with a JSON body: a URL to convert, and an optional callback."""
+
+    output_format: OutputFormat = Field(
+        default="markdown",
+        description="The job's result: markdown or text (the guide's answer), json (the whole "
+        "document result) or chunks; any result is also at GET /v1/jobs/{job_id}/result, "
+        "there also as zip",
+    )
+    figures: FiguresMode | None = Field(default=None, description=FIGURES_JOBS)
 
     callback_url: str | None = Field(
         default=None, max_length=8192, description="POSTed the job's final status"
@@ -132,7 +169,8 @@ class JobStatus(BaseModel):
     result: ConvertResponse | DocumentResult | DocumentChunks | None = Field(
         default=None,
         description="When completed: the guide's answer (output_format markdown or text), the "
-        "whole document result (json) or its chunks (chunks)",
+        "whole document result with its figures' PNGs inline (json) or its chunks (chunks); "
+        "GET /v1/jobs/{job_id}/result has it as a file, or as a zip",
     )
     error: ErrorInfo | None = Field(default=None, description="When failed or cancelled")
 

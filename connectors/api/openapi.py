@@ -16,7 +16,12 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from connectors.api.batch import MAX_BATCH_FILES
+from connectors.api.figure_answers import ZIP_MEDIA_TYPE
 from connectors.api.models import (
+    FIGURE_SCALE,
+    FIGURES_GUIDE,
+    FIGURES_JOBS,
+    AnswerFormat,
     ConvertResponse,
     ConvertUrlRequest,
     ErrorResponse,
@@ -33,7 +38,10 @@ from schemas.options import (
     DEFAULT_CHUNK_TOKENS,
     MAX_ATTEMPTS_LIMIT,
     MAX_CHUNK_TOKENS,
+    MAX_FIGURE_SCALE,
     MIN_CHUNK_TOKENS,
+    MIN_FIGURE_SCALE,
+    FiguresMode,
     OutputFormat,
 )
 from schemas.results import DocumentResult
@@ -74,15 +82,22 @@ def _unavailable(description: str) -> dict[str, Any]:
     return {**_error(description), "headers": _RETRY_AFTER}
 
 
-def _form(*, callback: bool) -> dict[str, Any]:
+def _form(*, jobs: bool) -> dict[str, Any]:
+    """The multipart form of `/convert/file` or (`jobs`) of `POST /v1/jobs`."""
+    formats = get_args(OutputFormat) if jobs else get_args(AnswerFormat)
+    zip_answer = (
+        "; zip: at GET /v1/jobs/{job_id}/result?output_format=zip"
+        if jobs
+        else "; zip: <stem>.md and <stem>_figures/*.png (application/zip)"
+    )
     properties: dict[str, Any] = {
         "file": {"type": "string", "format": "binary", "description": "PDF or image"},
         "output_format": {
             "type": "string",
-            "enum": list(get_args(OutputFormat)),
+            "enum": list(formats),
             "default": "markdown",
             "description": "markdown or text: the guide's answer; json: the whole document "
-            "result; chunks: chunks for retrieval",
+            f"result; chunks: chunks for retrieval{zip_answer}",
         },
         "max_page_retries": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_LIMIT},
         "skip_cross_page_merge": {"type": "boolean"},
@@ -98,8 +113,20 @@ def _form(*, callback: bool) -> dict[str, Any]:
             "description": f"With output_format=chunks: a chunk's token budget (default "
             f"{DEFAULT_CHUNK_TOKENS})",
         },
+        "figures": {
+            "type": "string",
+            "enum": list(get_args(FiguresMode)),
+            "default": "crop" if jobs else "none",
+            "description": FIGURES_JOBS if jobs else FIGURES_GUIDE,
+        },
+        "figure_scale": {
+            "type": "number",
+            "minimum": MIN_FIGURE_SCALE,
+            "maximum": MAX_FIGURE_SCALE,
+            "description": FIGURE_SCALE,
+        },
     }
-    if callback:
+    if jobs:
         properties["callback_url"] = {"type": "string", "description": "POSTed the final status"}
     return {
         "required": True,
@@ -123,6 +150,13 @@ _INPUT_ERRORS = {
     ),
 }
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_RESULT_FORMAT = {
+    "name": "output_format",
+    "in": "query",
+    "description": "Default: the format the job was submitted with",
+    "schema": {"type": "string", "enum": list(get_args(AnswerFormat))},
+}
+_ZIP = {"schema": {"type": "string", "contentMediaType": ZIP_MEDIA_TYPE}}
 _NOT_FOUND = {"401": _error("Missing or wrong API key"), "404": _error("Unknown job")}
 _PUBLIC: list[dict[str, list[str]]] = []
 #: One server-sent event of a job's stream.
@@ -140,13 +174,16 @@ _SSE_EVENT = {
 def _paths() -> dict[str, Any]:
     convert_ok = {
         "description": "Converted, or failed with status 'error' (output_format markdown or "
-        "text); the whole document result (json) or its chunks (chunks)",
+        "text, or zip when the conversion failed); the whole document result with its figures' "
+        "PNGs inline (json) or its chunks (chunks); a ZIP of <stem>.md and <stem>_figures/*.png "
+        "(zip; <stem>: the upload's name without suffix, or document)",
         "content": {
             "application/json": {
                 "schema": {
                     "oneOf": [_ref(ConvertResponse), _ref(DocumentResult), _ref(DocumentChunks)]
                 }
-            }
+            },
+            ZIP_MEDIA_TYPE: _ZIP,
         },
     }
     return {
@@ -154,7 +191,7 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "summary": "Convert an uploaded PDF or image (the deployment guide's API)",
                 "operationId": "convert_file",
-                "requestBody": _form(callback=False),
+                "requestBody": _form(jobs=False),
                 "responses": {
                     "200": convert_ok,
                     **_INPUT_ERRORS,
@@ -219,7 +256,7 @@ def _paths() -> dict[str, Any]:
                 "requestBody": {
                     "required": True,
                     "content": {
-                        **_form(callback=True)["content"],
+                        **_form(jobs=True)["content"],
                         "application/json": {"schema": _ref(JobUrlRequest)},
                     },
                 },
@@ -287,6 +324,31 @@ def _paths() -> dict[str, Any]:
                     **_NOT_FOUND,
                 },
             },
+        },
+        "/v1/jobs/{job_id}/result": {
+            "get": {
+                "summary": "A completed job's result as a file, in its format or another "
+                "(zip: the Markdown and its figures)",
+                "operationId": "job_result",
+                "parameters": [_JOB_ID, _RESULT_FORMAT],
+                "responses": {
+                    "200": {
+                        "description": "markdown, text, json (DocumentResult, figures inline), "
+                        "chunks (DocumentChunks) or zip (<stem>.md and <stem>_figures/*.png)",
+                        "content": {
+                            "text/markdown": {"schema": {"type": "string"}},
+                            "text/plain": {"schema": {"type": "string"}},
+                            "application/json": {  # a result validates as chunks too
+                                "schema": {"anyOf": [_ref(DocumentResult), _ref(DocumentChunks)]}
+                            },
+                            ZIP_MEDIA_TYPE: _ZIP,
+                        },
+                    },
+                    "409": _error("The job has not completed (queued, running, failed)"),
+                    "422": _error("An output_format that is none of the formats"),
+                    **_NOT_FOUND,
+                },
+            }
         },
         "/v1/jobs/{job_id}/events": {
             "get": {

@@ -2,7 +2,11 @@
 
 Their shapes and status codes are the guide's (protocol section 7) for `output_format` markdown
 and text; `json` answers with the whole document result and `chunks` with its chunks for
-retrieval (`ocrflux.result_formats`), both `application/json`. A conversion that fails is
+retrieval (`ocrflux.result_formats`), both `application/json`; `zip` (ours) with the Markdown
+as `<stem>.md` and its figures in `<stem>_figures/` (`figure_answers`). Figures are cropped only
+when asked (`figures=crop`, or `output_format=zip`), so the guide's answer stays as it was:
+with `figures=crop` its Markdown links each figure by file name, and json carries the PNGs
+inline (base64). A conversion that fails is
 200 with `status: "error"` and `error: "Failed to parse document"`; a document we cannot take
 (unsupported type, empty, too large, too many pages, refused URL) is 4xx with `detail`; no vLLM
 to convert with is 503 with `Retry-After`, also when vLLM stopped answering during the
@@ -22,13 +26,14 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from connectors.api.batch import uploaded_files
+from connectors.api.batch import JOBS_ZIP, uploaded_files
 from connectors.api.errors import ApiError, Unavailable, error_response
+from connectors.api.figure_answers import inline_figures, zip_body, zip_response, zip_stem
 from connectors.api.jobs import Job, convert_response
 from connectors.api.keys import HTTP, MODE, SERVICE, SETTINGS, SPOOLS, VLLM
-from connectors.api.models import ConvertUrlRequest, HealthResponse, json_body
+from connectors.api.models import ConvertUrlRequest, HealthResponse, JobUrlRequest, json_body
 from connectors.api.service import Submission
-from connectors.api.uploads import options_from, read_json
+from connectors.api.uploads import asks_zip, options_from, read_json
 from ocrflux.chat import ChatAnswerError
 from ocrflux.errors import ERROR_CLASSES, InputError, ModelUnavailable
 from ocrflux.result_formats import render_output
@@ -56,8 +61,11 @@ async def convert_url(request: web.Request) -> web.Response:
 
 @asynccontextmanager
 async def uploaded(request: web.Request) -> AsyncIterator[Submission]:
-    """The one file of an admitted multipart request (the guide's form has no callback)."""
-    async with uploaded_files(request, max_files=1, callbacks=False) as (submission,):
+    """The one file of an admitted multipart request (the guide's form has no callback, and
+    figures only when asked)."""
+    async with uploaded_files(
+        request, max_files=1, callbacks=False, default_figures=None, zip_answer=None
+    ) as (submission,):
         yield submission
 
 
@@ -66,13 +74,19 @@ async def fetched(
     request: web.Request, body: ConvertUrlRequest, callback_url: str | None = None
 ) -> AsyncIterator[Submission]:
     """The document at the URL of an admitted request: downloaded (SSRF-guarded, size and time
-    limits), its type checked, then spooled so that a queued job does not keep it in memory."""
+    limits), its type checked, then spooled so that a queued job does not keep it in memory.
+    A job (`JobUrlRequest`) crops figures unless told not to; the guide's endpoint only when
+    asked."""
     settings = request.app[SETTINGS]
     service = request.app[SERVICE]
+    job = isinstance(body, JobUrlRequest)
+    values = body.model_dump()
     options = options_from(
-        body.model_dump(),
+        values,
         default_retries=settings.max_page_retries,
         default_skip_merge=settings.skip_cross_page_merge,
+        default_figures="crop" if job else None,
+        zip_answer=JOBS_ZIP if job else None,
     )
     if callback_url:
         service.callbacks.check(callback_url)
@@ -84,7 +98,7 @@ async def fetched(
         spool = await request.app[SPOOLS].spool(data)
         del data
         try:
-            yield Submission(spool, options, "url", body.url, callback_url)
+            yield Submission(spool, options, "url", body.url, callback_url, zip=asks_zip(values))
         finally:
             spool.release()
 
@@ -102,7 +116,13 @@ async def _answer(request: web.Request, job: Job, submission: Submission) -> web
     if refusal is not None:
         return refusal
     options = submission.options
+    fetch = request.app[MODE].fetch_figure
+    if submission.zip and result.status not in ("failed", "cancelled"):  # ours
+        stem = zip_stem(submission.source, submission.source_key == "filename")
+        return zip_response(await zip_body(result, stem, fetch), stem)
     if options.output_format in ("json", "chunks"):  # ours: the guide's shape is for content
+        if options.output_format == "json":
+            result = await inline_figures(result, fetch)
         # Chunking a long document takes a while: off the event loop.
         rendered = await asyncio.to_thread(
             render_output, result, options.output_format, chunk_tokens=options.chunk_tokens

@@ -1,5 +1,6 @@
 """Asynchronous jobs: `POST /v1/jobs`, `GET /v1/jobs` (newest first, `status`, `limit`,
-`offset`), `GET /v1/jobs/{job_id}`, `GET /v1/jobs/{job_id}/events`, `DELETE /v1/jobs/{job_id}`.
+`offset`), `GET /v1/jobs/{job_id}`, `GET /v1/jobs/{job_id}/events`,
+`GET /v1/jobs/{job_id}/result`, `DELETE /v1/jobs/{job_id}`.
 
 A job is submitted like `/convert/file` (multipart) or `/convert/url` (JSON), plus an optional
 `callback_url`, and answered at once with 202 and where to follow it. A form with the `file`
@@ -9,6 +10,10 @@ not a failed job. The events stream is server-sent events: `progress` while queu
 then one `completed`, `failed` or `cancelled`, each carrying the job's status as JSON; a comment
 line keeps idle streams open.
 
+Jobs crop figures unless told `figures=none`: a json result carries their PNGs inline, and
+`GET /v1/jobs/{job_id}/result` answers a completed job's result as a file in its format or the
+`output_format` asked, `zip` included (`<stem>.md` and `<stem>_figures/*.png`).
+
 DELETE cancels a job under way: direct mode stops its conversion and answers 200 with the job
 `cancelled`; kafka mode sends the cancel to the workers and answers 202 with the job as it is
 (it turns `cancelled` when their result comes back). A job that has finished keeps its state
@@ -17,15 +22,19 @@ and result: 409 `job_finished`, except for a job already cancelled (200).
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import get_args
 
 from aiohttp import web
 
 from connectors.api.batch import uploaded_files
 from connectors.api.errors import ApiError, InvalidRequest, NotFound
+from connectors.api.figure_answers import inline_figures, zip_body, zip_response, zip_stem
 from connectors.api.jobs import MAX_LIST_LIMIT, Job
-from connectors.api.keys import SERVICE, SETTINGS
+from connectors.api.keys import MODE, SERVICE, SETTINGS
 from connectors.api.models import (
+    AnswerFormat,
     JobAccepted,
     JobList,
     JobsAccepted,
@@ -35,18 +44,26 @@ from connectors.api.models import (
 )
 from connectors.api.routes_guide import fetched
 from connectors.api.uploads import read_json
+from ocrflux.result_formats import render_output
+from schemas.options import OutputFormat
 
-__all__ = ["cancel_job", "job_events", "job_status", "list_jobs", "submit_job"]
+__all__ = ["cancel_job", "job_events", "job_result", "job_status", "list_jobs", "submit_job"]
 
 #: An idle event stream gets a comment this often, so proxies do not close it.
 HEARTBEAT_S = 15.0
 DEFAULT_LIST_LIMIT = 50
 _STATES: tuple[JobState, ...] = ("queued", "running", "completed", "failed", "cancelled")
+_ANSWER_FORMATS: tuple[str, ...] = get_args(AnswerFormat)
 
 
 class JobFinished(ApiError):
     status = 409
     code = "job_finished"
+
+
+class JobNotCompleted(ApiError):
+    status = 409
+    code = "job_not_completed"
 
 
 async def submit_job(request: web.Request) -> web.Response:
@@ -132,6 +149,31 @@ async def cancel_job(request: web.Request) -> web.Response:
 async def job_status(request: web.Request) -> web.Response:
     job = await _job(request)
     return web.json_response(json_body(job.status()))
+
+
+async def job_result(request: web.Request) -> web.Response:
+    """The completed job's result as a file: in the job's format or the `output_format` asked
+    (zip: `<stem>.md` and its figures; json: the whole result, figures inline)."""
+    job = await _job(request)
+    wanted = request.query.get("output_format") or job.output_format
+    if wanted not in _ANSWER_FORMATS:
+        raise InvalidRequest(f"output_format must be one of {', '.join(_ANSWER_FORMATS)}")
+    if job.state != "completed" or job.result is None:
+        why = f": {job.error.code}: {job.error.message}" if job.error else ""
+        raise JobNotCompleted(f"job {job.job_id} is {job.state}{why}; no result to fetch")
+    result = job.result
+    fetch = request.app[MODE].fetch_figure
+    if wanted == "zip":
+        stem = zip_stem(job.source, job.source_key == "filename")
+        return zip_response(await zip_body(result, stem, fetch), stem)
+    fmt: OutputFormat = wanted  # type: ignore[assignment]
+    if fmt == "json":
+        result = await inline_figures(result, fetch)
+    # Chunking a long document takes a while: off the event loop.
+    rendered = await asyncio.to_thread(render_output, result, fmt, chunk_tokens=job.chunk_tokens)
+    return web.Response(
+        body=rendered.body.encode("utf-8"), headers={"Content-Type": rendered.media_type}
+    )
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:

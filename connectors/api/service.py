@@ -39,6 +39,8 @@ class Submission:
     source_key: SourceKey
     source: str | None
     callback_url: str | None = None
+    #: The caller asked for a ZIP of the Markdown and its figures (`output_format=zip`).
+    zip: bool = False
 
     @property
     def sha256(self) -> str:
@@ -69,6 +71,10 @@ class Mode(Protocol):
         ...
 
     async def ready(self) -> dict[str, bool]: ...
+
+    async def fetch_figure(self, url: str) -> bytes:
+        """A figure's PNG from where the conversion stored it (`Figure.ref`)."""
+        ...
 
     async def cancel(self, job: Job) -> None:
         """Stop the job's conversion (kafka mode: the job ends when the workers' `cancelled`

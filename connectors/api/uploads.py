@@ -16,7 +16,7 @@ and its connection closed, and its spool file removed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -29,9 +29,17 @@ from connectors.api.spool import Spool, SpoolFolder
 from ocrflux.errors import TooLarge, UnsupportedType
 from ocrflux.filenames import text_name
 from ocrflux.sniff import ACCEPTED_EXTENSIONS, is_accepted_filename, sniff
-from schemas.options import ConversionOptions
+from schemas.options import ConversionOptions, FiguresMode
 
-__all__ = ["Upload", "options_from", "read_json", "read_uploads", "upload_allowance"]
+__all__ = [
+    "ZIP",
+    "Upload",
+    "asks_zip",
+    "options_from",
+    "read_json",
+    "read_uploads",
+    "upload_allowance",
+]
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -50,8 +58,13 @@ _OPTION_FIELDS = (
     "skip_cross_page_merge",
     "pages",
     "chunk_tokens",
+    "figures",
+    "figure_scale",
 )
 _FIELDS = (*_OPTION_FIELDS, "callback_url")
+#: The answer format that is no conversion format: the Markdown and its figures in one ZIP
+#: (the document is converted as markdown).
+ZIP = "zip"
 #: What a body that ends early or cannot be parsed raises from aiohttp's readers.
 _MALFORMED = (ValueError, AssertionError, UnicodeError, HttpProcessingError)
 
@@ -184,11 +197,31 @@ async def read_json(request: web.Request, model: type[M], *, timeout_s: float) -
         raise InvalidRequest(_validation_message(exc)) from exc
 
 
+def asks_zip(values: Mapping[str, object]) -> bool:
+    """Whether form fields or a JSON body ask for `output_format=zip`."""
+    return values.get("output_format") == ZIP
+
+
 def options_from(
-    values: dict[str, object], *, default_retries: int, default_skip_merge: bool
+    values: Mapping[str, object],
+    *,
+    default_retries: int,
+    default_skip_merge: bool,
+    default_figures: FiguresMode | None = None,
+    zip_answer: str | None = None,
 ) -> ConversionOptions:
-    """Conversion options from form fields or a JSON body; unset ones take the server's."""
+    """Conversion options from form fields or a JSON body; unset ones take the server's, and
+    `figures` takes `default_figures`. `output_format=zip` converts as markdown with figures
+    cropped unless the caller said otherwise, where the answer can be a ZIP (`zip_answer`
+    None); elsewhere it is refused with `zip_answer` saying where to get one."""
     given = {k: v for k, v in values.items() if k in _OPTION_FIELDS and v not in (None, "")}
+    if asks_zip(given):
+        if zip_answer is not None:
+            raise InvalidRequest(f"output_format=zip is not a conversion format here: {zip_answer}")
+        given["output_format"] = "markdown"
+        default_figures = "crop"
+    if default_figures is not None:
+        given.setdefault("figures", default_figures)
     given.setdefault("max_page_retries", default_retries)
     given.setdefault("skip_cross_page_merge", default_skip_merge)
     if isinstance(given.get("skip_cross_page_merge"), str):

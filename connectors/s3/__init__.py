@@ -7,7 +7,7 @@ claim-check document requests, and an S3 sink that writes results back next to t
 Modules: `settings` (one pydantic-settings object per process), `objects` (the S3 calls),
 `discovery_list` / `discovery_sqs` (how new versions are found), `filters`, `ledger` (what was
 submitted, in a compacted topic), `submitter` (Kafka transactions: request + ledger entry),
-`source`, `sink`, `metrics`, `cli`.
+`source`, `sink` (with `figures`: a result's PNGs beside its Markdown), `metrics`, `cli`.
 
 Errors (`connectors.s3.errors`):
 

@@ -28,7 +28,14 @@ from ocrflux.exit_codes import (
     exit_status_help,
 )
 from ocrflux.failures import run_guarded
-from schemas.options import DEFAULT_CHUNK_TOKENS, OutputFormat
+from schemas.options import (
+    DEFAULT_CHUNK_TOKENS,
+    DEFAULT_FIGURE_SCALE,
+    MAX_FIGURE_SCALE,
+    MIN_FIGURE_SCALE,
+    FiguresMode,
+    OutputFormat,
+)
 
 log = logging.getLogger("connectors.s3")
 
@@ -133,6 +140,19 @@ def add_commands(
         help="SQS: list the prefix once at start, for objects that have no event",
     )
     source.add_argument("--instance-id", help="Kafka transactional id (default: derived)")
+    source.add_argument(
+        "--figures",
+        choices=get_args(FiguresMode),
+        help="crop (default): cut each figure out as a PNG, which the sink writes beside the "
+        "Markdown as <key>_figures/<name> and links; none: leave figures out",
+    )
+    source.add_argument(
+        "--figure-scale",
+        type=float,
+        metavar="X",
+        help=f"with --figures crop: crop from the page rendered X times the model's size "
+        f"({MIN_FIGURE_SCALE:g}-{MAX_FIGURE_SCALE:g}, default {DEFAULT_FIGURE_SCALE:g})",
+    )
     _connection_flags(source)
 
     sink = commands.add_parser(
@@ -140,7 +160,7 @@ def add_commands(
         **shared,
         help="write results to a bucket as <out-prefix>/<key>.json and .md (or .txt, .chunks.json)",
         description="Write each result of the results topic to a bucket, next to the key of "
-        "the object it came from (idempotent).",
+        "the object it came from (idempotent); its figures, if any, go to <key>_figures/.",
     )
     sink.add_argument("--bucket", help="bucket to write to (else OCRFLUX_S3_BUCKET)")
     sink.add_argument("--out-prefix", help="key prefix of the outputs (default: ocrflux)")
@@ -187,6 +207,8 @@ _SOURCE = {
     "visibility_timeout": "ocrflux_s3_visibility_timeout_s",
     "initial_scan": "ocrflux_s3_initial_scan",
     "instance_id": "ocrflux_s3_instance_id",
+    "figures": "ocrflux_s3_figures",
+    "figure_scale": "ocrflux_s3_figure_scale",
 }
 _SINK = {
     "out_prefix": "ocrflux_s3_out_prefix",

@@ -61,7 +61,8 @@ class SinkMetrics(_Served):
         )
         self.writes = Counter(
             "ocrflux_s3_sink_objects_total",
-            "Output objects, by outcome (written, unchanged, deleted, stale)",
+            "Output objects, by outcome (written, unchanged, deleted, stale; unavailable: "
+            "a figure that could not be fetched)",
             ["outcome"],
             registry=r,
         )

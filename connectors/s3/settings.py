@@ -15,7 +15,9 @@ S3 connection (both):
 Source: OCRFLUX_S3_PREFIX, OCRFLUX_S3_DISCOVERY (list|sqs), OCRFLUX_S3_QUEUE_URL,
 OCRFLUX_SQS_ENDPOINT_URL, OCRFLUX_S3_POLL_INTERVAL_S, OCRFLUX_S3_SUFFIXES (comma-separated),
 OCRFLUX_S3_CONTENT_TYPES, OCRFLUX_S3_MIN_SIZE, OCRFLUX_S3_MAX_SIZE, OCRFLUX_S3_CONCURRENCY,
-OCRFLUX_S3_VISIBILITY_TIMEOUT_S, OCRFLUX_S3_INITIAL_SCAN, OCRFLUX_S3_INSTANCE_ID.
+OCRFLUX_S3_VISIBILITY_TIMEOUT_S, OCRFLUX_S3_INITIAL_SCAN, OCRFLUX_S3_INSTANCE_ID,
+OCRFLUX_S3_FIGURES (crop|none, default crop: figures cropped as PNGs, which the sink writes
+beside the Markdown), OCRFLUX_S3_FIGURE_SCALE (with crop; default 2).
 
 Sink: OCRFLUX_S3_OUT_PREFIX, OCRFLUX_S3_FORMAT (markdown|text|json|chunks),
 OCRFLUX_S3_CHUNK_TOKENS (with chunks: a chunk's token budget, default 512), OCRFLUX_S3_GROUP_ID,
@@ -30,12 +32,21 @@ import hashlib
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from ocrflux.settings_base import OcrfluxSettings
 from ocrflux.sniff import ACCEPTED_EXTENSIONS
-from schemas.options import DEFAULT_CHUNK_TOKENS, MAX_CHUNK_TOKENS, MIN_CHUNK_TOKENS, OutputFormat
+from schemas.options import (
+    DEFAULT_CHUNK_TOKENS,
+    MAX_CHUNK_TOKENS,
+    MAX_FIGURE_SCALE,
+    MIN_CHUNK_TOKENS,
+    MIN_FIGURE_SCALE,
+    ConversionOptions,
+    FiguresMode,
+    OutputFormat,
+)
 from streams.blobstore import BlobSettings
 from streams.kafka import KafkaSettings
 
@@ -140,11 +151,38 @@ class S3SourceSettings(S3ConnectionSettings, KafkaSettings):
         description="Kafka transactional id; default: derived from the topic prefix, bucket "
         "and prefix, so that a second source on the same objects fences the first",
     )
+    ocrflux_s3_figures: FiguresMode = Field(
+        default="crop",
+        description="crop: each figure is cropped as a PNG (the sink writes them beside the "
+        "Markdown, linked); none: figures are left out",
+    )
+    ocrflux_s3_figure_scale: float | None = Field(
+        default=None,
+        ge=MIN_FIGURE_SCALE,
+        le=MAX_FIGURE_SCALE,
+        description="With crop: how many times larger than the model's page image figures "
+        "are cropped from (default 2)",
+    )
 
     @field_validator("ocrflux_s3_suffixes", "ocrflux_s3_content_types")
     @classmethod
     def _lowercase(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(item.lower() for item in value)
+
+    @model_validator(mode="after")
+    def _figure_scale_with_crop(self) -> S3SourceSettings:
+        if self.ocrflux_s3_figure_scale is not None and self.ocrflux_s3_figures != "crop":
+            raise ValueError("a figure scale goes with figures=crop")
+        return self
+
+    @property
+    def conversion_options(self) -> ConversionOptions:
+        """The options every submitted document carries. Without figures the field stays
+        unset, so such requests are what a source without this setting submitted (same
+        doc_ids, readable by workers that predate figures)."""
+        if self.ocrflux_s3_figures == "none":
+            return ConversionOptions()
+        return ConversionOptions(figures="crop", figure_scale=self.ocrflux_s3_figure_scale)
 
     @property
     def transactional_id(self) -> str:

@@ -4,14 +4,18 @@
                                       sink's format: .md, .txt, or .chunks.json (chunks for
                                       retrieval); none with format json
     <out-prefix>/<key>.json           the full result record (the json format)
+    <out-prefix>/<key>_figures/<name> the result's figures (`figures=crop`), linked from both
+                                      (`connectors.s3.figures`)
 
 `<key>` is the source object's key (the `s3.key` metadata the source adds), or the doc_id for
 results that did not come from a bucket. Writes are idempotent: an object that already holds
-the same bytes is left alone. The `.json` is written last and tells which version of the source
+the same bytes is left alone. Figures are written first, so a reader that sees the document
+finds its figures; the `.json` is written last and tells which version of the source
 object the outputs belong to (`s3.revision`, `s3.submitted_at` in its metadata); a result of an
 older version than the one already written is skipped, so results arriving out of order never
 roll an output back. A failed or cancelled result writes its `.json` and removes the document
-output of an older version.
+output of an older version; figures an older version linked and the new one does not are
+removed after the `.json`.
 
 A consumer group reads the results topic; offsets are committed only after the writes of every
 result up to them, so a crash repeats writes (which then change nothing) and loses none. The
@@ -33,6 +37,8 @@ from pydantic import ValidationError
 
 from connectors.client import RESULT_MAX_BYTES
 from connectors.s3.errors import TransientError
+from connectors.s3.figures import MEDIA_TYPE as FIGURE_MEDIA_TYPE
+from connectors.s3.figures import figure_objects, written_figure_keys
 from connectors.s3.metrics import SinkMetrics
 from connectors.s3.objects import ObjectStore
 from connectors.s3.retry import Backoff, back_off
@@ -74,8 +80,7 @@ def render(
 ) -> Output:
     """The output objects of one (fully resolved) result; pure, for any caller."""
     meta = result.metadata
-    name = meta.get(META_KEY) or result.doc_id
-    base = f"{out_prefix}/{name}" if out_prefix else name
+    base = output_base(result, out_prefix)
     document = None
     if result.status in ("completed", "partial") and fmt != "json":
         document = render_output(result, fmt, chunk_tokens=chunk_tokens).body.encode()
@@ -88,6 +93,12 @@ def render(
         json_key=base + ".json",
         version=_version(meta),
     )
+
+
+def output_base(result: ResultRecord, out_prefix: str) -> str:
+    """`<out-prefix>/<key>`: where a result's outputs go, before their suffixes."""
+    name = result.metadata.get(META_KEY) or result.doc_id
+    return f"{out_prefix}/{name}" if out_prefix else name
 
 
 def _version(meta: dict[str, str]) -> tuple[int, float] | None:
@@ -238,26 +249,39 @@ class S3Sink:
                 "giving up on result %s after %d attempts: %s", result.doc_id, _REF_ATTEMPTS, exc
             )
             return
-        output = await asyncio.to_thread(  # chunking a long document takes a while
-            render,
-            result,
-            self.settings.out_prefix,
-            self.settings.ocrflux_s3_format,
-            self.settings.ocrflux_s3_chunk_tokens,
-        )
-        existing = await self.store.get_optional(self.bucket, output.json_key)
-        if is_stale(output.version, existing):
+        await self.write(result)
+
+    async def write(self, result: ResultRecord) -> None:
+        """Write the objects of one fully resolved result; writing it again changes nothing."""
+        settings = self.settings
+        base = output_base(result, settings.out_prefix)
+        existing = await self.store.get_optional(self.bucket, base + ".json")
+        if is_stale(_version(result.metadata), existing):
             self.metrics.writes.labels("stale").inc()
             log.info(
-                "skipping %s: s3://%s/%s is of a newer version",
+                "skipping %s: s3://%s/%s.json is of a newer version",
                 result.doc_id,
                 self.bucket,
-                output.json_key,
+                base,
             )
             return
+        figures = await figure_objects(result, base, self.fetcher)
+        for warning in figures.missing:
+            self.metrics.writes.labels("unavailable").inc()
+            log.warning("result %s: %s", result.doc_id, warning.message)
+        output = await asyncio.to_thread(  # chunking a long document takes a while
+            render,
+            figures.result,
+            settings.out_prefix,
+            settings.ocrflux_s3_format,
+            settings.ocrflux_s3_chunk_tokens,
+        )
         written = []
+        for key, png in figures.objects.items():
+            if await self.store.put_if_changed(self.bucket, key, png, FIGURE_MEDIA_TYPE):
+                written.append(key)
         if output.document is not None and output.document_key is not None:
-            fmt = self.settings.ocrflux_s3_format
+            fmt = settings.ocrflux_s3_format
             if await self.store.put_if_changed(
                 self.bucket, output.document_key, output.document, MEDIA_TYPES[fmt]
             ):
@@ -269,20 +293,30 @@ class S3Sink:
             self.bucket, output.json_key, output.json, MEDIA_TYPES["json"], existing=existing
         ):
             written.append(output.json_key)
-        for _ in written:
-            self.metrics.writes.labels("written").inc()
-        unchanged = (2 if output.document is not None else 1) - len(written)
+        # Figures an older version linked and this one does not (its links, not what could be
+        # fetched just now: a figure missing this time keeps the object written before).
+        gone = written_figure_keys(existing, base) - written_figure_keys(output.json, base)
+        for key in sorted(gone):
+            await self.store.delete(self.bucket, key)
+            self.metrics.writes.labels("deleted").inc()
+        self._count(result, output, len(figures.objects), written)
+
+    def _count(
+        self, result: ResultRecord, output: Output, figures: int, written: list[str]
+    ) -> None:
+        self.metrics.writes.labels("written").inc(len(written))
+        unchanged = figures + (2 if output.document is not None else 1) - len(written)
         if unchanged:
             self.metrics.writes.labels("unchanged").inc(unchanged)
         self.metrics.results.labels(result.status).inc()
         if written:
             log.info(
-                "wrote %s result %s to s3://%s/%s.{%s}",
+                "wrote %s result %s to s3://%s/%s{%s}",
                 result.status,
                 result.doc_id,
                 self.bucket,
                 output.base,
-                ",".join(key.rsplit(".", 1)[1] for key in written),
+                ",".join(key[len(output.base) :] for key in written),
             )
         else:
             log.info(

@@ -85,7 +85,7 @@ class S3Source:
         self.settings = settings
         self.stop = stop
         self.metrics = metrics or SourceMetrics()
-        self.options = options or ConversionOptions()
+        self.options = options or settings.conversion_options
         self.bucket = settings.ocrflux_s3_bucket
         self.prefix = settings.ocrflux_s3_prefix
         self.rules = ObjectFilter.from_settings(settings)

@@ -34,6 +34,7 @@ async def test_job_submitted_to_one_instance_completes_on_another(
     async with aiohttp.ClientSession() as http:
         form = aiohttp.FormData()
         form.add_field("file", case.data, filename=case.name)
+        form.add_field("figures", "none")  # REPORT_TEXT: the figure on page 3 left out
         async with http.post(f"{first.url}/v1/jobs", data=form) as response:
             accepted = await response.json()
             assert response.status == 202, accepted
@@ -138,6 +139,7 @@ async def _submit(
 ) -> dict[str, Any]:
     form = aiohttp.FormData()
     form.add_field("file", data, filename="report.pdf")
+    fields = {"figures": "none", **fields}  # REPORT_TEXT: the figure on page 3 left out
     for name, value in fields.items():
         form.add_field(name, value)
     async with http.post(f"{api.url}/v1/jobs", data=form) as response:

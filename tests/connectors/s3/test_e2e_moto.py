@@ -67,6 +67,8 @@ def test_sqs_events_fifty_pdfs_with_a_killed_source(
         "1",
         "--visibility-timeout",
         "3",
+        "--figures",  # compared with the direct driver's default result
+        "none",
     ]
     pipeline.start_worker("worker", **env)
     sink = start_connector(

@@ -112,7 +112,9 @@ async def test_new_objects_become_claim_checks_and_known_ones_are_skipped() -> N
     sha = hashlib.sha256(data).hexdigest()
     assert request.content is None and request.content_ref == "s3://bkt/in/0.pdf"
     assert request.content_sha256 == sha and request.content_length == len(data)
-    assert request.doc_id == object_doc_id(sha, "bkt", "in/0.pdf", 1, ConversionOptions())
+    crop = ConversionOptions(figures="crop")  # the source's default
+    assert request.options == crop
+    assert request.doc_id == object_doc_id(sha, "bkt", "in/0.pdf", 1, crop)
     assert request.filename == "0.pdf" and request.content_type == "application/pdf"
     assert request.metadata["s3.key"] == "in/0.pdf"
     assert request.metadata["s3.etag"] == objects[0].etag
