@@ -21,9 +21,10 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from connectors.client import OcrfluxClient
-from connectors.output_names import output_paths
+from connectors.output_names import output_paths, output_stem
 from ocrflux.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from ocrflux.failures import validation_problems
+from ocrflux.figures import figure_files
 from ocrflux.filenames import display_name
 from ocrflux.progress import ProgressBoard
 from ocrflux.result_formats import SUFFIXES, render_output
@@ -57,6 +58,9 @@ def _options(args: argparse.Namespace) -> ConversionOptions:
         "pages": args.pages,
         "engine": args.engine,
         "chunk_tokens": args.chunk_tokens,
+        # `none` stays unset, as before figures existed: the same doc_id as then.
+        "figures": "crop" if args.figures == "crop" else None,
+        "figure_scale": args.figure_scale,
     }
     try:
         return ConversionOptions(**{k: v for k, v in given.items() if v is not None})
@@ -88,6 +92,7 @@ class _Done:
     result: ResultRecord
     written: list[tuple[Path, Path]] = field(default_factory=list)  # (input, output)
     unwritten: list[str] = field(default_factory=list)  # one message per output not written
+    figures: int = 0  # figure files written beside the outputs
 
 
 def run_submit(args: argparse.Namespace) -> int:
@@ -170,7 +175,9 @@ def _wait(
                 board.update(record)
                 continue
             board.finish(record)
-            outcome = _write_outputs(record, submitted.paths[record.doc_id], targets, options)
+            outcome = _write_outputs(
+                client, record, submitted.paths[record.doc_id], targets, options
+            )
             done[record.doc_id] = outcome
             if as_json:
                 _print_json(_done_json(outcome, submitted.paths[record.doc_id]), sys.stdout)
@@ -180,25 +187,53 @@ def _wait(
 
 
 def _write_outputs(
+    client: OcrfluxClient,
     result: ResultRecord,
     inputs: list[Path],
     targets: Mapping[Path, Path],
     options: ConversionOptions,
 ) -> _Done:
+    """Each input's output, and its figures in `STEM_figures/` beside it, linked from it."""
     done = _Done(result)
     if result.status in ("failed", "cancelled"):
         return done
-    text = render_output(result, options.output_format, chunk_tokens=options.chunk_tokens).body
+    pngs: dict[int, bytes] = {}
+    if result.figures:  # fetched once, written beside every output of the document
+        pngs, warnings = client.figure_pngs(result)
+        if warnings:
+            done.result = result = result.model_copy(
+                update={"warnings": [*result.warnings, *warnings]}
+            )
+    suffix = SUFFIXES[options.output_format]
     for source in dict.fromkeys(inputs):  # a file named twice is written once
         target = targets[source]
+        linked, figures = figure_files(result, output_stem(target, suffix), pngs)
+        text = render_output(linked, options.output_format, chunk_tokens=options.chunk_tokens)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
         except OSError as exc:
-            done.unwritten.append(f"cannot write {display_name(target)}: {exc.strerror or exc}")
+            done.unwritten.append(_cannot_write(target.parent, exc))
+            continue
+        for relative, png in figures.items():
+            path = target.parent / relative
+            try:
+                path.parent.mkdir(exist_ok=True)
+                path.write_bytes(png)
+            except OSError as exc:
+                done.unwritten.append(_cannot_write(path, exc))
+                continue
+            done.figures += 1
+        try:
+            target.write_text(text.body, encoding="utf-8")
+        except OSError as exc:
+            done.unwritten.append(_cannot_write(target, exc))
             continue
         done.written.append((source, target))
     return done
+
+
+def _cannot_write(path: Path, exc: OSError) -> str:
+    return f"cannot write {display_name(path)}: {exc.strerror or exc}"
 
 
 def _summarize(
@@ -227,6 +262,8 @@ def _summarize(
                 f"{display_name(source)} -> {display_name(target)}"
                 for source, target in done.written
             )
+        if done.figures:
+            names += f" (+{done.figures} figure{'s' if done.figures != 1 else ''})"
         lines.append(f"  {result.status:<9}  {names}{detail}")
         lines.extend(f"             {problem}" for problem in done.unwritten)
         unwritten += len(done.unwritten)

@@ -26,11 +26,13 @@ from pydantic import BaseModel, ValidationError
 from connectors._loop import LoopThread
 from connectors._tail import CAUGHT_UP, end_offsets, latest_then_live, read_topics
 from ocrflux.errors import EmptyInput, FetchFailed, UnsupportedType
+from ocrflux.figures import figure_pngs
 from ocrflux.filenames import text_name
 from ocrflux.identity import content_digest, doc_id_for
 from ocrflux.sniff import MIME_TYPES, sniff
 from schemas.options import ConversionOptions
 from schemas.records import CancelRequest, DocumentRequest, ProgressEvent, ResultRecord, encode
+from schemas.results import DocumentResult, ErrorInfo
 from streams.blobstore import BlobFetcher, BlobSettings, BlobStore, open_blob_store
 from streams.kafka import (
     LIBRDKAFKA_LOGGER,
@@ -40,7 +42,7 @@ from streams.kafka import (
     ensure_topics,
 )
 
-__all__ = ["DEFAULT_INLINE_LIMIT", "RESULT_MAX_BYTES", "OcrfluxClient"]
+__all__ = ["DEFAULT_INLINE_LIMIT", "FIGURE_MAX_BYTES", "RESULT_MAX_BYTES", "OcrfluxClient"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 DEFAULT_INLINE_LIMIT = 1024 * 1024
 #: The largest full result fetched from a `result_ref` (a few hundred pages of text).
 RESULT_MAX_BYTES = 512 * 1024 * 1024
+#: The largest figure PNG fetched from its `ref` (a page-sized crop at 4x is a few MB).
+FIGURE_MAX_BYTES = 64 * 1024 * 1024
 #: Room in a record for everything but the inline document: JSON fields, options, metadata.
 _RECORD_OVERHEAD_BYTES = 64 * 1024
 #: How long the first request to Kafka may take before the client gives up on the broker.
@@ -361,6 +365,18 @@ class OcrfluxClient:
                 "reply_to": full.reply_to or record.reply_to,
             }
         )
+
+    def figure_pngs(self, result: DocumentResult) -> tuple[dict[int, bytes], list[ErrorInfo]]:
+        """Each figure's PNG by figure number (option `figures=crop`): the stream processor's
+        results list where each is stored (`Figure.ref`), read here with the client's blob
+        fetcher; a figure carried inline is decoded. A figure that cannot be had is a
+        `figure_unavailable` warning, not an error. With `ocrflux.figures.figure_files` the
+        PNGs become the files to write beside a result saved as `<stem>.md`."""
+
+        async def fetch(url: str) -> bytes:
+            return await self._blob_fetcher().fetch(url, max_bytes=FIGURE_MAX_BYTES)
+
+        return self._io.run(figure_pngs(result, fetch))
 
     # --- blobs and lifetime ----------------------------------------------------------------
 

@@ -8,6 +8,8 @@ whole name instead (`image.webp.md`, `image.bmp.md`); if that still clashes (the
 two folders), `-2`, `-3`, ... follow in command-line order (`image.pdf.md`, `image.pdf-2.md`). An
 output never takes the path of an input. An input named twice is one input with one output.
 Names keep the input's original bytes (`Path` carries them), however they decode.
+A result's figures go in `STEM_figures/` beside its output, STEM being the output's name without
+the format's suffix (`output_stem`): `image.webp.md` keeps them in `image.webp_figures/`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["output_paths"]
+__all__ = ["output_paths", "output_stem"]
 
 
 def output_paths(inputs: Sequence[Path], out: Path | None, suffix: str) -> dict[Path, Path]:
@@ -43,6 +45,11 @@ def output_paths(inputs: Sequence[Path], out: Path | None, suffix: str) -> dict[
         taken.add(_absolute(target))
         chosen[key] = target
     return {source: chosen[_absolute(source)] for source in inputs}
+
+
+def output_stem(output: Path, suffix: str) -> str:
+    """The output's name without `suffix` (the one `output_paths` gave it)."""
+    return output.name.removesuffix(suffix)
 
 
 def _candidates(source: Path, suffix: str, *, shared_stem: bool) -> Iterator[str]:

@@ -65,7 +65,7 @@ _ALLOW_PARTIAL_HELP = "exit 0 on a partial result (some pages from the fallback)
 
 _SUBMIT_EPILOG = """\
 outputs (with --wait): STEM.md (.txt, .json or .chunks.json with --format text, json or
-  chunks) next to each input, or in --out.
+  chunks) next to each input, or in --out; its figures (--figures crop) in STEM_figures/.
   When several inputs would get the same file (image.webp and image.bmp), each of them keeps
   its whole name instead (image.webp.md, image.bmp.md); if that still clashes (the same name
   from two folders), -2, -3, ... follow in command-line order (image.pdf.md, image.pdf-2.md).
@@ -273,6 +273,9 @@ def _pages(text: str) -> tuple[tuple[int, int], ...]:
 
 
 _FORMATS = ["markdown", "text", "json", "chunks"]
+_FIGURE_SCALE_HELP = (
+    "with --figures crop: crop from the page rendered X times the model's size (1-4, default 2)"
+)
 _FORMAT_HELP = "markdown, text, json (the whole result) or chunks (for retrieval)"
 _CHUNK_TOKENS_HELP = "with --format chunks: token budget of a chunk (default 512)"
 
@@ -357,6 +360,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         action="store_true",
         help="write the full result object (JSON) instead of the content",
     )
+    convert.add_argument(
+        "--figures",
+        choices=["none", "crop"],
+        help="crop: each figure as a PNG, linked where it stood (default with -o, figures in "
+        "OUT_figures/ beside OUT, and for JSON, carried inline); none: left out (the default "
+        "for markdown, text or chunks on stdout, which cannot carry them)",
+    )
+    convert.add_argument("--figure-scale", type=float, metavar="X", help=_FIGURE_SCALE_HELP)
     convert.add_argument("--allow-partial", action="store_true", help=_ALLOW_PARTIAL_HELP)
 
     worker = command("worker", _worker, _WORKER_EPILOG, help="run the stream processor's agents")
@@ -414,6 +425,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     submit.add_argument(
         "--pages", type=_pages, metavar="PAGES", help="only these pages, e.g. 1-3,7 (1-based)"
     )
+    submit.add_argument(
+        "--figures",
+        choices=["none", "crop"],
+        default="crop",
+        help="crop (default): each figure as a PNG, linked where it stood (with --wait, "
+        "written to STEM_figures/ beside each output); none: left out",
+    )
+    submit.add_argument("--figure-scale", type=float, metavar="X", help=_FIGURE_SCALE_HELP)
     submit.add_argument(
         "--timeout", type=float, metavar="SECONDS", help="with --wait: stop waiting after this"
     )

@@ -1,5 +1,10 @@
 """`ocrflux convert FILE`: the direct driver from the command line (wiring only). Logging is
-configured and unexpected failures reported by `ocrflux.cli.main`."""
+configured and unexpected failures reported by `ocrflux.cli.main`.
+
+Figures (`--figures crop`, the default where they can go): with `-o OUT` each is written to
+`<OUT's stem>_figures/` beside OUT and the output links there; JSON on stdout carries them inline
+(base64 `data`); Markdown, text and chunks on stdout cannot carry them, so there the default is
+`none` and asking for `crop` is a usage error."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Literal
 
 from pydantic import ValidationError
 
@@ -14,10 +20,11 @@ from ocrflux.convert import convert_document
 from ocrflux.engines import open_engine
 from ocrflux.exit_codes import EXIT_FAILED, EXIT_USAGE, exit_for_status
 from ocrflux.failures import validation_problems
+from ocrflux.figures import figure_bytes, figure_files, figures_folder
 from ocrflux.filenames import display_name, text_name
 from ocrflux.progress import ProgressBoard
 from ocrflux.render_pool import shared_pool
-from ocrflux.result_formats import render_output
+from ocrflux.result_formats import SUFFIXES, render_output
 from ocrflux.settings import CoreSettings
 from schemas.options import ConversionOptions
 from schemas.results import DocumentResult
@@ -32,21 +39,52 @@ def _settings(args: argparse.Namespace) -> CoreSettings:
     return CoreSettings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-async def run_convert(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    path = Path(args.file)
-    name = display_name(path.name)
+class _UsageError(Exception):
+    pass
+
+
+def _figures(args: argparse.Namespace, to_file: bool) -> Literal["crop"] | None:
+    """`crop` or None (none) from the flags: crop by default wherever figures can go (a file,
+    or JSON on stdout, which carries them inline), none for other formats on stdout."""
+    fmt = "json" if args.json else args.format
+    carried = to_file or fmt == "json"
+    if args.figures == "crop" and not carried:
+        raise _UsageError(
+            f"--figures crop: {fmt} on standard output cannot carry figures; write to a file "
+            f"(-o OUT, figures go in OUT_figures/) or use --format json (figures inline)"
+        )
+    mode = args.figures or ("crop" if carried else "none")
+    if args.figure_scale is not None and mode != "crop":
+        why = "" if args.figures else f" ({fmt} on standard output has no figures by default)"
+        raise _UsageError(f"--figure-scale goes with --figures crop{why}")
+    return "crop" if mode == "crop" else None
+
+
+def _options(args: argparse.Namespace, settings: CoreSettings) -> ConversionOptions:
+    figures = _figures(args, to_file=bool(args.output))
     try:
-        options = ConversionOptions(
+        return ConversionOptions(
             output_format=args.format,
             max_page_retries=settings.max_page_retries,
             skip_cross_page_merge=settings.skip_cross_page_merge,
             pages=args.pages,
             engine=args.engine,
             chunk_tokens=args.chunk_tokens,
+            figures=figures,
+            figure_scale=args.figure_scale,
         )
     except ValidationError as exc:  # from the flags
-        print(f"ocrflux: error: invalid options: {validation_problems(exc)}", file=sys.stderr)
+        raise _UsageError(f"invalid options: {validation_problems(exc)}") from None
+
+
+async def run_convert(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    path = Path(args.file)
+    name = display_name(path.name)
+    try:
+        options = _options(args, settings)
+    except _UsageError as exc:
+        print(f"ocrflux: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         data = path.read_bytes()
@@ -58,7 +96,7 @@ async def run_convert(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     output = Path(args.output) if args.output else None
     if output is not None:
-        problem = _output_problem(output)
+        problem = _output_problem(output, with_figures=options.crop_figures)
         if problem:  # before converting: a conversion must not be thrown away for want of a folder
             print(
                 f"ocrflux: error: cannot write {display_name(output)}: {problem}", file=sys.stderr
@@ -78,21 +116,63 @@ async def run_convert(args: argparse.Namespace) -> int:
             progress=board.pages(name),
         )
     board.close()
+    written = True
+    if output is not None and result.figures:
+        result, figures = figure_files(result, _output_stem(output), _inline_pngs(result))
+        written = _write_figures(figures, output.parent)
     rendered = render_output(
         result, "json" if args.json else options.output_format, chunk_tokens=options.chunk_tokens
     )
     try:
         _write(rendered.body, output)
     except OSError as exc:
-        where = display_name(output) if output is not None else "standard output"
-        print(f"ocrflux: error: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_FAILED
+        _cannot_write(output, exc)
+        written = False
     _report(result, name)
-    return exit_for_status(result.status, args.allow_partial)
+    return exit_for_status(result.status, args.allow_partial) if written else EXIT_FAILED
 
 
-def _output_problem(output: Path) -> str | None:
-    """Create the output's folder (like `mkdir -p`); why the output cannot be written, if so."""
+def _output_stem(output: Path) -> str:
+    """OUT's name without its format suffix (the longest of `SUFFIXES` it ends with, so
+    `out.chunks.json` is `out`), else without its last suffix: its figures go in
+    `<stem>_figures/` beside it."""
+    name = output.name
+    for suffix in sorted(SUFFIXES.values(), key=len, reverse=True):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name.removesuffix(suffix)
+    return Path(name).stem
+
+
+def _inline_pngs(result: DocumentResult) -> dict[int, bytes]:
+    """The PNGs the direct driver carries inline (a figure it could not crop already has its
+    `figure_unavailable` warning)."""
+    pngs = {figure.number: figure_bytes(figure) for figure in result.figures}
+    return {number: png for number, png in pngs.items() if png is not None}
+
+
+def _write_figures(figures: dict[str, bytes], folder: Path) -> bool:
+    """Write each figure (paths relative to `folder`); False when one could not be written,
+    each failure reported like the output's."""
+    ok = True
+    for relative, png in figures.items():
+        target = folder / relative
+        try:
+            target.parent.mkdir(exist_ok=True)
+            target.write_bytes(png)
+        except OSError as exc:
+            _cannot_write(target, exc)
+            ok = False
+    return ok
+
+
+def _cannot_write(output: Path | None, exc: OSError) -> None:
+    where = display_name(output) if output is not None else "standard output"
+    print(f"ocrflux: error: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
+
+
+def _output_problem(output: Path, *, with_figures: bool) -> str | None:
+    """Create the output's folder (like `mkdir -p`); why the output (or, `with_figures`, its
+    figures folder) cannot be written, if so."""
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -101,6 +181,9 @@ def _output_problem(output: Path) -> str | None:
         return "it is a folder"
     if not os.access(output if output.exists() else output.parent, os.W_OK):
         return "permission denied"
+    figures = output.parent / figures_folder(_output_stem(output))
+    if with_figures and figures.exists() and not figures.is_dir():
+        return f"its figures folder {display_name(figures)} is a file"
     return None
 
 

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -178,6 +179,12 @@ class ConversionOptions(BaseModel):
         description=f"How many times larger than the model's page image figures are cropped "
         f"from (default {DEFAULT_FIGURE_SCALE})",
     )
+
+    @field_validator("figures")
+    @classmethod
+    def _none_is_unset(cls, value: FiguresMode | None) -> FiguresMode | None:
+        # "none" is what an unset field means: the same options, hence the same doc_id
+        return None if value == "none" else value
 
     @property
     def crop_figures(self) -> bool:

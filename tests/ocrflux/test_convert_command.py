@@ -38,7 +38,11 @@ def test_markdown_to_a_file_with_vllm_url(ocrflux_server: Any, tmp_path: Path) -
         str(source), "-o", str(out), "--vllm-url", ocrflux_server.url, "--engine", "vllm"
     )
     assert done.returncode == 0, done.stderr
-    assert out.read_text() == REPORT_TEXT + "\n"
+    # Figures are cropped by default: the one on page 3 is linked where it stood.
+    link = "![Figure 1, page 3](<report_figures/figure-001-page-3.png>)"
+    caption = "A caption after the figure."
+    assert out.read_text() == REPORT_TEXT.replace(caption, f"{link}\n\n{caption}") + "\n"
+    assert (tmp_path / "report_figures" / "figure-001-page-3.png").stat().st_size > 0
     assert "page 12/12" in done.stderr
 
 

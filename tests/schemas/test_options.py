@@ -105,3 +105,11 @@ def test_options_without_the_new_fields_serialise_as_the_previous_version_did() 
     dumped = selected.model_dump(mode="json")
     assert dumped["pages"] == [[1, 3], [7, 7]] and dumped["chunk_tokens"] == 100
     assert ConversionOptions.model_validate(dumped) == selected
+
+
+def test_figures_none_is_the_same_options_as_unset() -> None:
+    assert ConversionOptions(figures="none") == ConversionOptions()
+    assert (
+        ConversionOptions(figures="none").model_dump_json() == ConversionOptions().model_dump_json()
+    )
+    assert "figures" in ConversionOptions(figures="crop").model_dump()
