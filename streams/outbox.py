@@ -43,6 +43,11 @@ class Outbox:
         record counts as finished."""
         return await self._producer.send(name, key.encode(), encode(record))
 
+    async def settle(self) -> None:
+        """Wait until the records this handler sent so far are on Kafka (see
+        `Producer.settle`): failed ones are sent again, for as long as that takes."""
+        await self._producer.settle()
+
     async def deliver(self, name: str, key: str, record: BaseModel) -> RecordMetadata:
         """Send a record and wait until Kafka has it, sending it again after failures."""
         return await self._producer.deliver(name, key.encode(), encode(record))

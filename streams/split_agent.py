@@ -124,9 +124,13 @@ class SplitHandler:
                 sent += 1
                 self.metrics.pages_split.inc()
                 if len(pending) >= self.settings.ocrflux_split_outstanding:
-                    # Bound the rendered pages waiting for delivery; a failed delivery is the
-                    # runner's to send again, so this only waits for an outcome.
-                    await asyncio.wait([pending.pop(0)])
+                    # Bound the rendered pages waiting for delivery. A failed one holds its
+                    # record until it is sent again: settle before rendering more, or an
+                    # outage would keep the whole document's pages in memory.
+                    oldest = pending.pop(0)
+                    await asyncio.wait([oldest])
+                    if oldest.cancelled() or oldest.exception() is not None:
+                        await self.outbox.settle()
         except OcrfluxError as exc:
             if answering is None or not await answering:
                 await self._fail(doc_id, key, value, exc, request.options, exc, request)

@@ -99,6 +99,13 @@ class Producer:
         deliveries.add(future, resend or first, self.ack_timeout_s)
         return future
 
+    async def settle(self) -> None:
+        """Inside a handler: wait until what it has sent so far is acknowledged, sending failed
+        records again, as the runner does once the handler returns. Outside one: nothing."""
+        deliveries = CURRENT.get()
+        if deliveries is not None:
+            await deliveries.settle()
+
     async def deliver(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> RecordMetadata:

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -47,23 +48,38 @@ class Sent:
 
 
 class Deliveries:
-    """The sends made while handling one record (see the module docstring)."""
+    """The sends made while handling one record (see the module docstring).
+
+    Only sends not yet acknowledged are kept: each holds its record's bytes (in `resend`), and
+    one record may cause thousands of sends (a 1,000-page document's page tasks, each with its
+    PNG), so keeping every send until `settle()` made a worker's memory grow with the document.
+    """
 
     def __init__(self) -> None:
-        self._sent: list[Sent] = []
+        self._sent: dict[int, Sent] = {}
+        self._added = 0
 
     def __len__(self) -> int:
+        """Sends not yet acknowledged (failed ones included, until `settle()` takes them)."""
         return len(self._sent)
 
     def add(self, future: asyncio.Future[Any], resend: Resend, timeout_s: float) -> Sent:
         sent = Sent(future, resend, timeout_s)
-        self._sent.append(sent)
+        number, self._added = self._added, self._added + 1
+        self._sent[number] = sent
+        future.add_done_callback(partial(self._acknowledged, number))
         return sent
+
+    def _acknowledged(self, number: int, future: asyncio.Future[Any]) -> None:
+        # A failed send stays for `settle()` to send again; once `settle()` took the sends,
+        # `number` is no longer here and this does nothing.
+        if _failure(future) is None:
+            self._sent.pop(number, None)
 
     async def settle(self, *, retry_first_s: float = RETRY_FIRST_S) -> int:
         """Wait until every send is acknowledged, sending failed ones again; returns how many
         sends had to be repeated. Only cancellation ends it early."""
-        pending, self._sent = self._sent, []
+        pending, self._sent = list(self._sent.values()), {}
         repeated = rounds = 0
         while pending:
             await asyncio.wait(

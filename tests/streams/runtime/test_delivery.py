@@ -185,3 +185,49 @@ async def test_a_failed_changelog_write_is_replaced_by_the_current_value(
         await producer.stop()
     assert repeated >= 1  # the refused write (and whatever shared its batch) went again
     assert dict(fresh) == {"k": Value(text="final"), "other": Value(text="kept")}
+
+
+async def test_acknowledged_sends_are_let_go_and_refused_ones_kept_until_settled(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    """Split sends a whole document's pages while handling one record: what Kafka has
+    acknowledged must not stay in memory until the handler returns."""
+    topic, roomy = f"{unique_name}.small", f"{unique_name}.roomy"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.create_topics(
+        [
+            NewTopic(topic, num_partitions=1, config={"max.message.bytes": str(LIMIT)}),
+            NewTopic(roomy, num_partitions=1),
+        ]
+    ).values():
+        future.result(30)
+    settings = KafkaSettings(
+        kafka_bootstrap_servers=kafka_bootstrap, ocrflux_topic_prefix=unique_name
+    )
+    producer = Producer(settings, client_id="deliveries-memory-test")
+    await producer.start()
+    try:
+        deliveries = Deliveries()
+        CURRENT.set(deliveries)
+        futures = [await producer.send(roomy, None, b"x" * 100_000) for _ in range(50)]
+        await asyncio.wait(futures)
+        assert all(f.exception() is None for f in futures)
+        assert len(deliveries) == 0  # acknowledged: no record bytes held any more
+        big = await producer.send(topic, None, b"x" * (4 * LIMIT))
+        await asyncio.wait([big])
+        assert big.exception() is not None
+        assert len(deliveries) == 1  # refused: kept to be sent again
+        sent_again: list[bytes] = []
+
+        async def smaller() -> asyncio.Future[object]:
+            sent_again.append(b"ok")
+            return await producer.hand_over(topic, None, b"ok")
+
+        deliveries = Deliveries()
+        CURRENT.set(deliveries)
+        await producer.send(topic, None, b"x" * (4 * LIMIT), resend=smaller)
+        assert await deliveries.settle(retry_first_s=0.01) == 1
+        assert sent_again == [b"ok"] and len(deliveries) == 0
+        CURRENT.set(None)
+    finally:
+        await producer.stop()
