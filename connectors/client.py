@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from connectors._loop import LoopThread
 from connectors._tail import CAUGHT_UP, end_offsets, latest_then_live, read_topics
 from ocrflux.errors import EmptyInput, FetchFailed, UnsupportedType
-from ocrflux.figures import figure_pngs
+from ocrflux.figures import FIGURE_MAX_BYTES, figure_pngs
 from ocrflux.filenames import text_name
 from ocrflux.identity import content_digest, doc_id_for
 from ocrflux.sniff import MIME_TYPES, sniff
@@ -50,8 +50,6 @@ log = logging.getLogger(__name__)
 DEFAULT_INLINE_LIMIT = 1024 * 1024
 #: The largest full result fetched from a `result_ref` (a few hundred pages of text).
 RESULT_MAX_BYTES = 512 * 1024 * 1024
-#: The largest figure PNG fetched from its `ref` (a page-sized crop at 4x is a few MB).
-FIGURE_MAX_BYTES = 64 * 1024 * 1024
 #: Room in a record for everything but the inline document: JSON fields, options, metadata.
 _RECORD_OVERHEAD_BYTES = 64 * 1024
 #: How long the first request to Kafka may take before the client gives up on the broker.

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # writers of results link figures without loading PyMuPDF or 
 
 __all__ = [
     "FIGURE_IGNORED",
+    "FIGURE_MAX_BYTES",
     "FIGURE_UNAVAILABLE",
     "Crop",
     "crop_box",
@@ -51,9 +52,14 @@ __all__ = [
     "page_figures",
     "with_crops",
     "with_refs",
+    "without_figures",
 ]
 
 R = TypeVar("R", bound=DocumentResult)
+
+#: The most bytes a reader takes for one figure: a crop of a page rendered at most 4x the
+#: model's 1,024 px is a few MB as PNG; anything far larger is not a figure of ours.
+FIGURE_MAX_BYTES = 64 * 1024 * 1024
 
 #: The warning code of a box that was ignored.
 FIGURE_IGNORED = "figure_ignored"
@@ -204,6 +210,11 @@ def _with_figures(result: R, update: Callable[[Figure], Figure | None], why: str
             changed = figure
         figures.append(changed)
     return result.model_copy(update={"figures": figures, "warnings": warnings})
+
+
+def without_figures(result: R, why: str) -> R:
+    """The result with a `figure_unavailable` warning for each of its figures."""
+    return _with_figures(result, lambda figure: None, why)
 
 
 def with_crops(result: R, crops: Mapping[int, Crop]) -> R:

@@ -15,7 +15,7 @@ import logging
 from functools import partial
 
 from ocrflux.errors import OcrfluxError
-from ocrflux.figures import Crop, crop_figures, unavailable, with_refs
+from ocrflux.figures import Crop, crop_figures, with_refs, without_figures
 from schemas.records import DocumentInfo, ResultRecord
 from schemas.results import ErrorInfo, Figure
 from streams.outbox import Blobs
@@ -53,10 +53,10 @@ class FigureStore:
                         crop.png, f"figures/{result.doc_id}/{figure.name}"
                     )
         except OcrfluxError as exc:
-            return self._without(result, exc.message)
+            return without_figures(result, exc.message)
         except Exception as exc:  # a bug must cost the figures, not the document
             _log.exception("figures of %s", result.doc_id, extra={"doc_id": result.doc_id})
-            return self._without(result, f"{type(exc).__name__}: {exc}")
+            return without_figures(result, f"{type(exc).__name__}: {exc}")
         stored = with_refs(result, crops, refs)
         return stored.model_copy(update={"warnings": [*stored.warnings, *warnings]})
 
@@ -76,8 +76,3 @@ class FigureStore:
             )
         job = partial(_crop, data, list(result.figures), info.options.figure_zoom)
         return await asyncio.get_running_loop().run_in_executor(None, job)
-
-    @staticmethod
-    def _without(result: ResultRecord, why: str) -> ResultRecord:
-        warnings = [*result.warnings, *(unavailable(f, why) for f in result.figures)]
-        return result.model_copy(update={"warnings": warnings})

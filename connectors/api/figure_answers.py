@@ -27,7 +27,6 @@ from ocrflux.result_formats import render_output
 from schemas.results import DocumentResult
 
 __all__ = [
-    "FIGURE_MAX_BYTES",
     "ZIP_MEDIA_TYPE",
     "Fetch",
     "inline_figures",
@@ -36,8 +35,6 @@ __all__ = [
     "zip_stem",
 ]
 
-#: A figure is a crop of one page at most 4x the model's 1,024 px: a few MB as PNG at worst.
-FIGURE_MAX_BYTES = 64 * 1024 * 1024
 ZIP_MEDIA_TYPE = "application/zip"
 #: The stem of a ZIP whose document came without a usable file name (a URL, say).
 DEFAULT_STEM = "document"

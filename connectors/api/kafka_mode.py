@@ -34,12 +34,13 @@ from pydantic import BaseModel, ValidationError
 from connectors.api.callback_relay import CALLBACK_METADATA_KEY, CallbackRelay
 from connectors.api.callbacks import CallbackSender
 from connectors.api.errors import Unavailable
-from connectors.api.figure_answers import FIGURE_MAX_BYTES, inline_figures
+from connectors.api.figure_answers import inline_figures
 from connectors.api.jobs import Job, JobStore
 from connectors.api.service import Submission
 from connectors.api.settings import ApiSettings
 from connectors.client import DEFAULT_INLINE_LIMIT, RESULT_MAX_BYTES
 from ocrflux.errors import FetchFailed, OcrfluxError
+from ocrflux.figures import FIGURE_MAX_BYTES
 from ocrflux.sniff import MIME_TYPES, sniff
 from schemas.records import (
     CancelRequest,

@@ -18,14 +18,11 @@ import json
 import posixpath
 from dataclasses import dataclass, field
 
-from ocrflux.figures import figure_files, figure_pngs, figures_folder
+from ocrflux.figures import FIGURE_MAX_BYTES, figure_files, figure_pngs, figures_folder
 from schemas.records import ResultRecord
 from schemas.results import ErrorInfo
 from streams.blobstore import BlobFetcher
 
-#: The most bytes one figure may have: a crop of one page rendered at most 4x the model's
-#: 1024 px is a few MB as PNG; anything far larger is not a figure of ours.
-FIGURE_MAX_BYTES = 64 * 2**20
 MEDIA_TYPE = "image/png"
 
 
