@@ -8,7 +8,9 @@ starts as soon as both pages are done; table merges and the assembly follow the 
 A caller is waiting, so a model outage longer than the client's bounded wait ends the
 conversion at once with a `failed` result (`vllm_unavailable`): the caller can retry later.
 Pages are never filled from text layers because the model was unreachable; only a page the
-model answered badly, after its attempts, becomes a fallback page.
+model answered badly, after its attempts, becomes a fallback page. For the `vllm` engine pages
+render without their text layer (`ocrflux.engines.factory.defer_text_layer`); a fallback page
+takes its text layer then, from the still open document, in the executor.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from ocrflux.document import (
     merge_tables,
     pairs_to_detect,
 )
-from ocrflux.engines.base import Engine, Pair
-from ocrflux.engines.factory import text_layer_tables
+from ocrflux.engines.base import Engine, Pair, with_text_layer
+from ocrflux.engines.factory import defer_text_layer, text_layer_tables
 from ocrflux.errors import InputError, OcrfluxError
 from ocrflux.figures import Crop, crop_figures, document_figures, with_crops
 from ocrflux.render import Document, RenderedPage, open_document
@@ -60,17 +62,18 @@ async def convert_document(
     started = time.monotonic()
     identity = _Identity(doc_id=doc_id, source=source, engine=engine.name, model=engine.model)
     limits = {k: v for k, v in (("max_bytes", max_bytes), ("max_pages", max_pages)) if v}
-    tables = text_layer_tables(engine.name, vllm_configured=engine.name == "vllm")
+    vllm = engine.name == "vllm"
+    tables = text_layer_tables(engine.name, vllm_configured=vllm)
+    deferred = defer_text_layer(engine.name, vllm_configured=vllm)
+    job = partial(open_document, data, text_layer_tables=tables, defer_text_layer=deferred)
     try:
-        document = await loop.run_in_executor(
-            executor, partial(open_document, data, text_layer_tables=tables, **limits)
-        )
+        document = await loop.run_in_executor(executor, partial(job, **limits))
     except InputError as exc:
         return failed_result(exc, options=options, timings=_since(started), **identity)
     try:
         indices = document.page_indices(options.pages)
         renderer = await (renders or RenderPool(0)).open_renderer(
-            document, data, pages=len(indices), tables=tables, executor=executor
+            document, data, pages=len(indices), executor=executor
         )
         run = _Run(engine, options, renderer, page_concurrency, progress, len(indices))
         try:
@@ -199,9 +202,18 @@ class _Run:
             result = await self.engine.recognize_page(
                 page, max_attempts=self.options.max_page_retries
             )
+            if result.fallback and page.text_layer_deferred:
+                result = with_text_layer(result, await self._text_layer(page.index))
         finally:
             self.slots.release()
         self._finish(result)
+
+    async def _text_layer(self, index: int) -> str | None:
+        """A failed page's text layer, taken now; None (no text) when it cannot be read."""
+        try:
+            return await self.renderer.text_layer(index)
+        except InputError:
+            return None
 
     def _finish(self, result: PageResult) -> None:
         self.done[result.index] = result

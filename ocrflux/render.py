@@ -11,7 +11,8 @@ What PyMuPDF 2.0 (MuPDF 1.28) does with damaged PDFs, and how we classify it:
   (`Document.repaired` is then True, and `Document.warnings` says so for the result) and its
   pages load; pages whose content was lost render blank. Such a page (no text layer, one colour)
   of a repaired PDF raises `DamagedPage`, which both drivers turn into a fallback page, so the
-  result is `partial` instead of silently `completed`.
+  result is `partial` instead of silently `completed`. That check needs the page's text layer,
+  so a repaired PDF takes its text layers while rendering even when they are deferred.
 - when nothing can be recovered, opening raises `FileDataError` ("Failed to open stream"), or
   `page_count` raises `RuntimeError` ("Invalid number of pages"), or the document has zero pages.
   All of these, and a first page that cannot be loaded, are `CorruptInput`.
@@ -24,6 +25,11 @@ the executor, while their PNG encoding (zlib, outside the lock) overlaps the nex
 (images, decoded by Pillow, run in parallel across documents; one image's frames decode one at
 a time). For parallel PDF rendering use a process pool (`ocrflux.render_pool`). `render_page`
 may be called from several threads; one `pages()` iterator must not be shared between threads.
+
+Each PDF page's text layer is taken while it renders (5-6 ms of CPU a page), unless the
+document is opened with `defer_text_layer=True`: then `RenderedPage.text_layer_deferred` says
+it was not taken yet, and `Document.text_layer(index)` takes it later (the `vllm` engine only
+needs it for a page the model fails). Images have none, deferred or not.
 """
 
 from __future__ import annotations
@@ -105,6 +111,9 @@ class RenderedPage:
     width: int
     height: int
     text_layer: str | None  # the PDF's own text, stripped; None when empty and for images
+    # True: the text layer was not taken while rendering (`Document.text_layer` takes it), so
+    # `text_layer` is None without saying the page has none.
+    text_layer_deferred: bool = False
 
 
 def target_size(width: float, height: float) -> tuple[int, int]:
@@ -128,10 +137,22 @@ def extract_text_layer(page: pymupdf.Page, *, tables: TableMode = "ruled") -> Te
 class Document(ABC):
     """An opened, validated document. Close it (or use `with`) to release the parser."""
 
-    def __init__(self, kind: DocumentKind, page_count: int, *, repaired: bool = False) -> None:
+    def __init__(
+        self,
+        kind: DocumentKind,
+        page_count: int,
+        *,
+        repaired: bool = False,
+        tables: TableMode = "ruled",
+        defer_text_layer: bool = False,
+    ) -> None:
         self.kind = kind
         self.page_count = page_count
         self.repaired = repaired  # PyMuPDF had to rebuild a broken PDF to open it
+        self.text_layer_tables: TableMode = tables
+        # Pages render without their text layer (`RenderedPage.text_layer_deferred`); a
+        # repaired PDF takes it anyway, for its damaged-page check.
+        self.defer_text_layer = defer_text_layer and not repaired
         self._closed = False
 
     @property
@@ -176,6 +197,14 @@ class Document(ABC):
             raise ValueError("the document was closed while its pages were being read")
         return self._render_page(index)
 
+    def text_layer(self, index: int) -> str | None:
+        """Page `index`'s text layer as rendering takes it (same extraction and table mode),
+        for a page rendered without it; None when it has none (always for images). A page whose
+        text cannot be read raises `CorruptInput` naming it."""
+        if self._closed:
+            raise ValueError("the document is closed")
+        return self._text_layer(index)
+
     def render_image(self, index: int, scale: float) -> Image.Image:
         """Page `index` as an RGB image `scale` times the model's page size (figures are cut
         from it); raises `CorruptInput` like `render_page`. An image page is never enlarged
@@ -205,6 +234,9 @@ class Document(ABC):
     @abstractmethod
     def _render_image(self, index: int, scale: float) -> Image.Image: ...
 
+    def _text_layer(self, index: int) -> str | None:
+        return None
+
     @abstractmethod
     def _release(self) -> None: ...
 
@@ -216,18 +248,23 @@ def open_document(
     max_pages: int = DEFAULT_MAX_PAGES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     text_layer_tables: TableMode = "ruled",
+    defer_text_layer: bool = False,
 ) -> Document:
     """Validate `data` and open it for rendering; raises an `InputError` subclass if unusable.
 
     `text_layer_tables` is how hard each PDF page's text layer looks for tables (see
     `ocrflux.textlayer`): the `local` engine reads pages from it, the `vllm` engine only uses
     it for pages the model fails, so it can skip the costly table finder ("never").
+    `defer_text_layer` renders PDF pages without their text layer (`Document.text_layer`
+    takes one later); a repaired PDF takes them anyway (`Document.defer_text_layer`).
     """
     if len(data) > max_bytes:
         raise TooLarge(f"the document is {len(data)} bytes; the limit is {max_bytes}")
     kind = sniff(data)
     if kind is DocumentKind.PDF:
-        return _PdfDocument.open(data, max_pages=max_pages, tables=text_layer_tables)
+        return _PdfDocument.open(
+            data, max_pages=max_pages, tables=text_layer_tables, defer=defer_text_layer
+        )
     return _ImageDocument.open(data, kind, max_pages=max_pages, max_pixels=max_pixels)
 
 
@@ -245,18 +282,27 @@ def _drain_mupdf_warnings(context: str) -> None:
 
 
 class _PdfDocument(Document):
-    def __init__(self, doc: pymupdf.Document, page_count: int, tables: TableMode) -> None:
-        super().__init__(DocumentKind.PDF, page_count, repaired=bool(doc.is_repaired))
+    def __init__(
+        self, doc: pymupdf.Document, page_count: int, tables: TableMode, defer: bool
+    ) -> None:
+        super().__init__(
+            DocumentKind.PDF,
+            page_count,
+            repaired=bool(doc.is_repaired),
+            tables=tables,
+            defer_text_layer=defer,
+        )
         self._doc = doc
-        self._tables = tables
 
     @classmethod
-    def open(cls, data: bytes, *, max_pages: int, tables: TableMode) -> _PdfDocument:
+    def open(
+        cls, data: bytes, *, max_pages: int, tables: TableMode, defer: bool = False
+    ) -> _PdfDocument:
         with _PYMUPDF_LOCK:
-            return cls._open(data, max_pages, tables)
+            return cls._open(data, max_pages, tables, defer)
 
     @classmethod
-    def _open(cls, data: bytes, max_pages: int, tables: TableMode) -> _PdfDocument:
+    def _open(cls, data: bytes, max_pages: int, tables: TableMode, defer: bool) -> _PdfDocument:
         try:
             doc = pymupdf.open(stream=data, filetype="pdf")
         except _PDF_ERRORS as exc:
@@ -280,7 +326,7 @@ class _PdfDocument(Document):
             _drain_mupdf_warnings("opening a PDF")
         if doc.is_repaired:
             logger.info("PDF was damaged and repaired on opening (%d pages)", count)
-        return cls(doc, count, tables)
+        return cls(doc, count, tables, defer)
 
     def _render_page(self, index: int) -> RenderedPage:
         with _PYMUPDF_LOCK:
@@ -288,10 +334,12 @@ class _PdfDocument(Document):
         # zlib needs no MuPDF and releases the GIL: compressing outside the lock lets another
         # thread rasterise the next page meanwhile.
         png = pixels if isinstance(pixels, bytes) else _png_from_rows(pixels, width, height)
-        return RenderedPage(index, png, width, height, text_layer)
+        deferred = self.defer_text_layer
+        return RenderedPage(index, png, width, height, text_layer, text_layer_deferred=deferred)
 
     def _render(self, index: int) -> tuple[int, int, bytes | bytearray, TextLayer | None]:
-        """(width, height, PNG or its unfiltered rows, text layer); call under the lock."""
+        """(width, height, PNG or its unfiltered rows, text layer: None when deferred); call
+        under the lock."""
         try:
             page = self._doc.load_page(index)
             rect = page.rect
@@ -306,7 +354,11 @@ class _PdfDocument(Document):
             if pixels is None:  # MuPDF rounds the pixmap outwards: never seen, but the size is
                 # our contract (and any other pixel layout goes through Pillow as well)
                 pixels = _encode_png(pixmap.pil_image().resize((width, height), _LANCZOS))
-            text_layer = extract_text_layer(page, tables=self._tables)
+            text_layer = (
+                None
+                if self.defer_text_layer
+                else extract_text_layer(page, tables=self.text_layer_tables)
+            )
             if self.repaired and text_layer is None and _one_colour(pixmap):
                 raise DamagedPage(
                     f"page {index + 1} of {self.page_count} came out blank from a damaged, "
@@ -319,6 +371,20 @@ class _PdfDocument(Document):
         finally:
             _drain_mupdf_warnings(f"PDF page {index + 1}")
         return width, height, pixels, text_layer
+
+    def _text_layer(self, index: int) -> str | None:
+        with _PYMUPDF_LOCK:
+            if self._closed:  # checked under the lock: `close` may run on another thread
+                raise ValueError("the document is closed")
+            try:
+                page = self._doc.load_page(index)
+                return extract_text_layer(page, tables=self.text_layer_tables)
+            except _PDF_ERRORS as exc:
+                raise CorruptInput(
+                    f"the text layer of page {index + 1} of {self.page_count} cannot be read: {exc}"
+                ) from exc
+            finally:
+                _drain_mupdf_warnings(f"PDF page {index + 1}")
 
     def _render_image(self, index: int, scale: float) -> Image.Image:
         try:

@@ -6,7 +6,8 @@ A `RenderPool` runs `processes` spawned worker processes instead. Per document, 
 spooled to one temporary file (`open_renderer`); each page task names the file and the page,
 and a worker opens the file once and keeps the last few documents it rendered from open, so a
 document crosses to a worker once, not once per page. Pages come back in the order they are
-awaited (callers keep their page order as before).
+awaited (callers keep their page order as before). The processes render as the document was
+opened (`open_document`'s text layer table mode, and whether text layers are deferred).
 
 What renders in the caller's executor instead (`PageRenderer` does the same either way):
 images (Pillow decodes them in parallel threads already), every page when the pool has no
@@ -79,8 +80,9 @@ class PageRenderer:
     """The pages of one opened document, rendered in the pool or in the caller's executor.
 
     `ahead` is how many renders are worth having under way at once: the pool's processes plus
-    one, so that none waits between pages, or `IN_PLACE_AHEAD`. Close it to remove the spooled
-    file."""
+    one, so that none waits between pages, or `IN_PLACE_AHEAD`. Pages render as `document` was
+    opened (`Document.text_layer_tables`, `Document.defer_text_layer`), in the processes too.
+    Close it to remove the spooled file."""
 
     def __init__(
         self,
@@ -88,13 +90,11 @@ class PageRenderer:
         *,
         pool: RenderPool | None = None,
         spool: Path | None = None,
-        tables: TableMode = "ruled",
         executor: Executor | None = None,
     ) -> None:
         self.document = document
         self._pool = pool if spool is not None else None
         self._spool = spool
-        self._tables = tables
         self._executor = executor
         self.ahead = self._pool.processes + 1 if self._pool is not None else IN_PLACE_AHEAD
         self.in_pool = self._pool is not None
@@ -109,7 +109,9 @@ class PageRenderer:
         if self._pool is None or self._spool is None:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, self.document.render_page, index)
-        task = (str(self._spool), index, self._tables, self.document.page_count)
+        document = self.document
+        mode = (document.text_layer_tables, document.defer_text_layer)
+        task = (str(self._spool), index, *mode, document.page_count)
         try:
             return await self._pool.run(_render_in_worker, *task)
         except BrokenExecutor:
@@ -121,6 +123,12 @@ class PageRenderer:
                 f"page {index + 1} of {self.document.page_count}: the render process died "
                 f"twice while rendering it"
             ) from exc
+
+    async def text_layer(self, index: int) -> str | None:
+        """The text layer of a page rendered without it (`Document.text_layer`), taken from the
+        document in the caller's executor: one page's worth, not worth a process hop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.document.text_layer, index)
 
     def close(self) -> None:
         if self._spool is not None:
@@ -160,7 +168,6 @@ class RenderPool:
         data: bytes,
         *,
         pages: int,
-        tables: TableMode = "ruled",
         executor: Executor | None = None,
     ) -> PageRenderer:
         """A renderer for `document` (opened from `data`) of which `pages` pages will be
@@ -169,10 +176,10 @@ class RenderPool:
             self.processes > 0 and document.kind is DocumentKind.PDF and pages >= self.min_pages
         )
         if not use_pool:
-            return PageRenderer(document, tables=tables, executor=executor)
+            return PageRenderer(document, executor=executor)
         loop = asyncio.get_running_loop()
         spool = await loop.run_in_executor(executor, self._spool, data)
-        return PageRenderer(document, pool=self, spool=spool, tables=tables, executor=executor)
+        return PageRenderer(document, pool=self, spool=spool, executor=executor)
 
     async def run(self, function: Callable[..., _T], *args: object) -> _T:
         """`function(*args)` in a worker process; a broken pool is replaced and re-raised."""
@@ -280,12 +287,18 @@ def _exit_with(parent: int) -> None:
     os._exit(0)
 
 
-def _render_in_worker(path: str, index: int, tables: TableMode, page_count: int) -> RenderedPage:
+def _render_in_worker(
+    path: str, index: int, tables: TableMode, defer_text_layer: bool, page_count: int
+) -> RenderedPage:
     document = _open.get(path)
     if document is None:
         data = Path(path).read_bytes()
         document = open_document(
-            data, max_bytes=len(data), max_pages=page_count, text_layer_tables=tables
+            data,
+            max_bytes=len(data),
+            max_pages=page_count,
+            text_layer_tables=tables,
+            defer_text_layer=defer_text_layer,
         )
         _open[path] = document
         while len(_open) > _KEEP_OPEN:

@@ -162,6 +162,12 @@ class PageTask(_Record):
     width: int
     height: int
     text_layer: str | None = None
+    text_layer_deferred: bool = Field(
+        default=False,
+        description="True when the page was rendered without its text layer: `text_layer` is "
+        "then None whether or not the page has one, and recognize takes it from the document "
+        "request (at `info.submission`) if it needs it (a page the model fails)",
+    )
 
 
 class PageDone(_Record):

@@ -9,6 +9,8 @@ and the handler that does the role's work.
 Split and recognize also read all of `<prefix>.cancels` (outside any group; streams/cancels.py)
 to stop work on cancelled documents, and split reads `<prefix>.results` the same way to answer
 a new submission of a finished document without recognizing it (streams/finished.py).
+Recognize and assemble read single requests back from `<prefix>.documents` by position (the
+text layer of a failed page, figures; streams/submitted.py).
 
 Each role has its own consumer group, so workers that run different roles never take each
 other's partitions, and every worker that recognizes shares the pages. Records are raw bytes,
@@ -44,6 +46,7 @@ from streams.runtime.table import ChangelogTable
 from streams.settings import WorkerSettings
 from streams.split_agent import SplitHandler
 from streams.split_control import SplitControl
+from streams.text_layers import TextLayers
 
 _log = logging.getLogger(__name__)
 
@@ -169,15 +172,26 @@ def build_pipeline(
         )
 
     if "recognize" in roles:
+        requests = DocumentReader(names.documents, options)  # started by a first failed page
+        text_layers = TextLayers(requests, blobs, settings.max_file_bytes)
+        closers += [text_layers.close, requests.close]
 
         async def recognize(record: ConsumerRecord[bytes, bytes]) -> None:
             await recognize_record(
-                record.key, record.value or b"", settings, engines, gate, outbox, metrics, cancels
+                record.key,
+                record.value or b"",
+                settings,
+                engines,
+                gate,
+                outbox,
+                metrics,
+                cancels,
+                text_layers,
             )
 
         async def recognize_crashed(record: ConsumerRecord[bytes, bytes], exc: Exception) -> None:
             await answer_recognize_crash(
-                record.key, record.value or b"", exc, settings, outbox, metrics
+                record.key, record.value or b"", exc, settings, outbox, metrics, text_layers
             )
 
         runners.append(

@@ -4,8 +4,9 @@ check: a page's figures never ride in a Kafka record) and listed in the result b
 
 The assembler keeps no document bytes: it reads the request back from the documents topic at
 the position its pages name (`DocumentInfo.submission`), and fetches the bytes from the blob
-store when the request only referred to them. Nothing here fails a document: a figure that
-cannot be cropped or stored is a `figure_unavailable` warning on the result.
+store when the request only referred to them (`streams.submitted`). Nothing here fails a
+document: a figure that cannot be cropped or stored is a `figure_unavailable` warning on the
+result.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from schemas.records import DocumentInfo, ResultRecord
 from schemas.results import ErrorInfo, Figure
 from streams.outbox import Blobs
 from streams.result_reader import DocumentReader
+from streams.submitted import submitted_bytes
 
 _log = logging.getLogger(__name__)
 
@@ -63,16 +65,8 @@ class FigureStore:
     async def _crop(
         self, result: ResultRecord, info: DocumentInfo
     ) -> tuple[dict[int, Crop], list[ErrorInfo]]:
-        request = await self._documents.request_at(info.submission) if info.submission else None
-        if request is None:
-            raise OcrfluxError(f"the request at documents {info.submission} is no longer there")
-        data = request.content
-        if data is None:
-            assert request.content_ref is not None
-            data = await self._blobs.fetch(
-                request.content_ref,
-                max_bytes=self._max_bytes,
-                expected_sha256=request.content_sha256,
-            )
+        data = await submitted_bytes(
+            self._documents, self._blobs, info.submission, max_bytes=self._max_bytes
+        )
         job = partial(_crop, data, list(result.figures), info.options.figure_zoom)
         return await asyncio.get_running_loop().run_in_executor(None, job)

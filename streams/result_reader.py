@@ -1,6 +1,7 @@
 """Records read back from a topic by position: the assembler answers a new submission of a
 document it has finished with the result it emitted (it keeps only where the result is, not the
-result), and crops a finished document's figures from the request it was submitted with."""
+result), and the figures of a finished document and the text layer of a page the model failed
+come from the request the document was submitted with (`streams.submitted`)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,9 @@ Only the page being handed out and the few pages being rendered (`PageRenderer.a
 render pool's processes, or in an executor) are held in memory; the agent bounds how many
 rendered pages wait for delivery. Input problems raise `InputError` (the
 agent answers them with a failed result and a dlq record); a single page that cannot be
-rendered becomes a failed page, not a failed document.
+rendered becomes a failed page, not a failed document. Pages rendered without their text layer
+(`defer_text_layer`, for the `vllm` engine) say so (`PageTask.text_layer_deferred`): recognize
+takes it from the request only for a page the model fails.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ async def split_document(
     max_bytes: int,
     max_pages: int,
     tables: TableMode = "ruled",
+    defer_text_layer: bool = False,
     executor: Executor | None = None,
     renders: RenderPool | None = None,
     submission: str | None = None,
@@ -64,13 +67,19 @@ async def split_document(
     """Page tasks (and failed pages) of one document, in page order, after a progress event.
 
     `tables` is the text layers' table mode (`ocrflux.engines.factory.text_layer_tables`);
+    `defer_text_layer` leaves them out of the page tasks (`ocrflux.engines.factory`);
     `submission` names the request's position on the documents topic (`DocumentInfo`)."""
     loop = asyncio.get_running_loop()
     data = await document_bytes(request, fetch, max_bytes)
     document = await loop.run_in_executor(
         executor,
         partial(
-            open_document, data, max_bytes=max_bytes, max_pages=max_pages, text_layer_tables=tables
+            open_document,
+            data,
+            max_bytes=max_bytes,
+            max_pages=max_pages,
+            text_layer_tables=tables,
+            defer_text_layer=defer_text_layer,
         ),
     )
     ahead: deque[tuple[int, asyncio.Future[RenderedPage]]] = deque()
@@ -78,7 +87,7 @@ async def split_document(
     try:
         indices = document.page_indices(request.options.pages)
         renderer = await (renders or RenderPool(0)).open_renderer(
-            document, data, pages=len(indices), tables=tables, executor=executor
+            document, data, pages=len(indices), executor=executor
         )
         del data  # the parser (and the render pool's spooled copy) hold what they need
         info = DocumentInfo(
@@ -123,6 +132,7 @@ async def split_document(
                 width=page.width,
                 height=page.height,
                 text_layer=page.text_layer,
+                text_layer_deferred=page.text_layer_deferred,
             )
     finally:
         # Renders still running (the consumer stopped early) finish before the document closes.

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ocrflux.engines.factory import text_layer_tables
+from ocrflux.engines.factory import defer_text_layer, text_layer_tables
 from ocrflux.errors import InputError, OcrfluxError
 from ocrflux.render_pool import shared_pool
 from schemas.options import ConversionOptions
@@ -95,15 +95,15 @@ class SplitHandler:
         )
         pending: list[asyncio.Future[Any]] = []
         sent = 0
+        engine = request.options.engine or self.settings.ocrflux_engine
+        vllm_configured = bool(self.settings.vllm_url)
         try:
             async for item in split_document(
                 request,
                 doc_id,
                 fetch=self._fetch,
-                tables=text_layer_tables(
-                    request.options.engine or self.settings.ocrflux_engine,
-                    vllm_configured=bool(self.settings.vllm_url),
-                ),
+                tables=text_layer_tables(engine, vllm_configured=vllm_configured),
+                defer_text_layer=defer_text_layer(engine, vllm_configured=vllm_configured),
                 max_bytes=self.settings.max_file_bytes,
                 max_pages=self.settings.max_pages,
                 renders=shared_pool(self.settings.render_processes),

@@ -37,15 +37,27 @@ class Engine(Protocol):
 
 
 def fallback_page(page: RenderedPage, outcome: TaskOutcome[Any]) -> PageResult:
-    """A page the model failed: its text layer when it has one (**Ours**), else no text."""
-    elements = page_elements(page.text_layer) if page.text_layer else []
-    return PageResult(
+    """A page the model failed: its text layer when it has one (**Ours**), else no text.
+
+    A page rendered without its text layer (`RenderedPage.text_layer_deferred`) comes back
+    without text; the driver, which still has the document, takes the page's text layer and
+    fills the result with `with_text_layer`."""
+    result = PageResult(
         index=page.index,
-        elements=elements,
-        source="text_layer" if elements else "none",
+        source="none",
         fallback=True,
         attempts=outcome.attempts,
         usage=outcome.usage,
         latency_s=outcome.latency_s,
         error=outcome.error or ErrorInfo(code="task_failed", message="page not recognized"),
     )
+    return with_text_layer(result, page.text_layer)
+
+
+def with_text_layer(result: PageResult, text_layer: str | None) -> PageResult:
+    """A fallback page's result with `text_layer` as its elements (`source="text_layer"`), its
+    error and usage kept; as it is when the text layer is empty or None."""
+    elements = page_elements(text_layer) if text_layer else []
+    if not elements:
+        return result
+    return result.model_copy(update={"elements": elements, "source": "text_layer"})
