@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from schemas.records import ProgressEvent, ResultRecord
+if TYPE_CHECKING:
+    from schemas.records import ProgressEvent, ResultRecord
 
 __all__ = ["BAR_WIDTH", "LINE_INTERVAL_S", "ProgressBoard"]
 

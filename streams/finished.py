@@ -33,7 +33,7 @@ class FinishedDocuments:
 
     def __init__(self, topic: str, options: dict[str, Any]) -> None:
         self._where: dict[str, tuple[int, int]] = {}
-        self._view = TopicView(topic, options, self._apply)
+        self._view = TopicView(topic, options, self._apply, followed=False)
 
     def _apply(self, message: ConsumerRecord[bytes, bytes]) -> None:
         if message.key is None:

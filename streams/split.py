@@ -102,11 +102,19 @@ async def split_document(
             submission=submission,
             warnings=document.warnings,
         )
-        yield ProgressEvent(doc_id=doc_id, stage="split", pages_total=len(indices))
         waiting = iter(indices)
+        pages = renderer
+
+        def render_ahead() -> None:
+            for following in islice(waiting, pages.ahead - len(ahead)):
+                ahead.append((following, asyncio.ensure_future(pages.render(following))))
+
+        # The first pages render while the progress event is handled: split looks up whether
+        # the document is cancelled or finished before sending anything of it (tens of ms).
+        render_ahead()
+        yield ProgressEvent(doc_id=doc_id, stage="split", pages_total=len(indices))
         while True:
-            for following in islice(waiting, renderer.ahead - len(ahead)):
-                ahead.append((following, asyncio.ensure_future(renderer.render(following))))
+            render_ahead()
             if not ahead:
                 break
             index, rendering = ahead.popleft()

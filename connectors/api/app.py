@@ -41,7 +41,7 @@ from connectors.api.settings import ApiSettings
 from connectors.api.spool import SpoolFolder
 from ocrflux.engines.factory import vllm_client
 from ocrflux.errors import OcrfluxError
-from ocrflux.version import VERSION
+from ocrflux.version import installed_version
 
 __all__ = ["create_app"]
 
@@ -62,7 +62,7 @@ def create_app(settings: ApiSettings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics
-    app[OPENAPI] = build_openapi(version=VERSION, auth=bool(settings.keys))
+    app[OPENAPI] = build_openapi(version=installed_version(), auth=bool(settings.keys))
     app.on_response_prepare.append(echo_request_id)
     app.cleanup_ctx.append(_resources)
     app.cleanup_ctx.append(_metrics_port)
