@@ -18,7 +18,7 @@ import pymupdf
 from ocrflux import prompts
 from ocrflux.chat import ChatRequest
 from ocrflux.page_parse import page_elements, parse_page_answer
-from ocrflux.render import _pixmap_png, extract_text_layer, open_document, target_size
+from ocrflux.render import _pixmap_png, open_document, target_size
 from ocrflux.vllm_wire import encode_request_body, parse_completion
 from schemas.options import ConversionOptions
 from schemas.records import DocumentInfo, PageDone, PageTask, ProgressEvent, decode, encode
@@ -91,9 +91,7 @@ def stage_costs(pdf: bytes, options: ConversionOptions) -> Costs:
             lambda p=page, m=matrix: p.get_pixmap(matrix=m, colorspace=pymupdf.csRGB, alpha=False),
         )
         png = clock.time("split", "render: PNG encode", lambda p=pixmap: _pixmap_png(p))
-        layer = clock.time(
-            "split", "render: text layer", lambda p=page: extract_text_layer(p, tables="never")
-        )
+        # Split leaves the text layer out for the vllm engine (taken only for a failed page).
         task = PageTask(
             doc_id="d" * 64,
             page=index,
@@ -101,7 +99,7 @@ def stage_costs(pdf: bytes, options: ConversionOptions) -> Costs:
             png=png,
             width=width,
             height=height,
-            text_layer=layer,
+            text_layer_deferred=True,
         )
         value = clock.time("split", "encode page task (JSON, base64)", lambda t=task: encode(t))
         dones.append(_recognize(clock, value))
