@@ -557,9 +557,10 @@ def _scale_to_8bit(image: Image.Image) -> Image.Image:
 
 
 #: zlib level of the PNGs made from PDF pages (see `_pixmap_png`). Level 1 (zlib-ng's quick
-#: deflate) costs a dense 724 x 1024 text page 3.8 CPU-ms for 174 KB, level 3 6.3 ms for 143 KB
-#: (level 2 6.0 ms, 148 KB): rendering is split's main cost, the bytes only cross Kafka once.
-PNG_ZLIB_LEVEL = 1
+#: deflate) would cost a dense 724 x 1024 text page 3.8 CPU-ms for 174 KB instead of 6.3 ms for
+#: 143 KB, but its larger page records raised the recognize worker's peak memory on a
+#: 1,000-page document from 106 to 133 MB (bench_memory, 2026-12-03); level 2 saves 0.3 ms.
+PNG_ZLIB_LEVEL = 3
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
