@@ -65,9 +65,11 @@ async def convert_document(
     vllm = engine.name == "vllm"
     tables = text_layer_tables(engine.name, vllm_configured=vllm)
     deferred = defer_text_layer(engine.name, vllm_configured=vllm)
-    job = partial(open_document, data, text_layer_tables=tables, defer_text_layer=deferred)
+    opening = partial(
+        open_document, data, text_layer_tables=tables, defer_text_layer=deferred, **limits
+    )
     try:
-        document = await loop.run_in_executor(executor, partial(job, **limits))
+        document = await loop.run_in_executor(executor, opening)
     except InputError as exc:
         return failed_result(exc, options=options, timings=_since(started), **identity)
     try:

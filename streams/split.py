@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from functools import partial
 from itertools import islice
@@ -26,9 +26,7 @@ from ocrflux.render_pool import PageRenderer, RenderPool
 from ocrflux.textlayer import TableMode
 from schemas.records import DocumentInfo, DocumentRequest, PageDone, PageTask, ProgressEvent
 from schemas.results import ErrorInfo, PageResult
-
-#: Reads a reference: (url, max_bytes, expected sha256 or None) -> bytes, raising FetchFailed.
-Fetch = Callable[[str, int, str | None], Awaitable[bytes]]
+from streams.submitted import Fetch, document_bytes
 
 
 def request_doc_id(request: DocumentRequest) -> str:
@@ -42,13 +40,6 @@ def request_doc_id(request: DocumentRequest) -> str:
     # A reference without a digest: its address stands in for the content.
     ref = hashlib.sha256(str(request.content_ref).encode()).hexdigest()
     return doc_id_for(ref, request.options)
-
-
-async def document_bytes(request: DocumentRequest, fetch: Fetch, max_bytes: int) -> bytes:
-    if request.content is not None:
-        return request.content
-    assert request.content_ref is not None  # the record's validator guarantees one of the two
-    return await fetch(request.content_ref, max_bytes, request.content_sha256)
 
 
 async def split_document(

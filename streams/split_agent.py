@@ -26,6 +26,7 @@ from streams.outbox import Blobs, Outbox
 from streams.settings import WorkerSettings
 from streams.split import request_doc_id, split_document
 from streams.split_control import SplitControl
+from streams.submitted import blob_fetch
 
 _log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class SplitHandler:
             async for item in split_document(
                 request,
                 doc_id,
-                fetch=self._fetch,
+                fetch=blob_fetch(self.blobs),
                 tables=text_layer_tables(engine, vllm_configured=vllm_configured),
                 defer_text_layer=defer_text_layer(engine, vllm_configured=vllm_configured),
                 max_bytes=self.settings.max_file_bytes,
@@ -157,9 +158,6 @@ class SplitHandler:
         options = request.options if request is not None else ConversionOptions()
         error = OcrfluxError(f"splitting failed: {exc!r}"[:500])
         await self._fail(doc_id, key, value, error, options, exc, request)
-
-    async def _fetch(self, url: str, max_bytes: int, sha256: str | None) -> bytes:
-        return await self.blobs.fetch(url, max_bytes=max_bytes, expected_sha256=sha256)
 
     async def _fail(
         self,

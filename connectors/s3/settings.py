@@ -39,6 +39,7 @@ from ocrflux.settings_base import OcrfluxSettings
 from ocrflux.sniff import ACCEPTED_EXTENSIONS
 from schemas.options import (
     DEFAULT_CHUNK_TOKENS,
+    DEFAULT_FIGURE_SCALE,
     MAX_CHUNK_TOKENS,
     MAX_FIGURE_SCALE,
     MIN_CHUNK_TOKENS,
@@ -161,7 +162,7 @@ class S3SourceSettings(S3ConnectionSettings, KafkaSettings):
         ge=MIN_FIGURE_SCALE,
         le=MAX_FIGURE_SCALE,
         description="With crop: how many times larger than the model's page image figures "
-        "are cropped from (default 2)",
+        f"are cropped from (default {DEFAULT_FIGURE_SCALE})",
     )
 
     @field_validator("ocrflux_s3_suffixes", "ocrflux_s3_content_types")
