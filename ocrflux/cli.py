@@ -501,6 +501,11 @@ def main(argv: Sequence[str] | None = None, *, exit_now: bool = False) -> int:
 
     prog = " ".join(["ocrflux", args.command, *([args.connector] if "connector" in args else [])])
 
+    if args.command in _READ_ONLY:
+        from ocrflux.interrupts import end_after_interrupt
+
+        end_after_interrupt(prog)
+
     def run() -> int:
         logs.configure(logs.flag_level(args))
         return handlers[args.command](args)
@@ -510,6 +515,10 @@ def main(argv: Sequence[str] | None = None, *, exit_now: bool = False) -> int:
         _exit_now(code)
     return code
 
+
+#: Commands with nothing to finish when interrupted: SIGINT ends them even when the
+#: KeyboardInterrupt is swallowed on its way (`ocrflux.interrupts`).
+_READ_ONLY = frozenset({"results"})
 
 #: Commands that have closed everything they opened when they return (the SDK client's
 #: producer flushed, its readers closed), so nothing is lost by skipping the teardown.
