@@ -4,9 +4,10 @@ All state lives in one key-value store (a changelog-backed table, a dict in test
 entries so
 that no value grows with the page count:
 
-    "<doc_id>"                DocState      counts, detected pairs, token usage
+    "<doc_id>"                DocState      counts, token usage
                               (EmittedDoc once its result is out: a few dozen bytes)
     "<doc_id>/p/<page>"       StoredPage    one page result
+    "<doc_id>/d/<first>"      StoredDetection  one merge detection (pages first, first + 1)
     "<doc_id>/t/<page>/<i>"   StoredTable   one table-merge outcome
 
 Every change happens while applying one record from the page-results topic, so the table's
@@ -48,9 +49,7 @@ class DocState(BaseModel):
     partition: int = Field(description="page-results partition that owns this document")
     first_seen_at: float
     pages_done: int = 0
-    detected: dict[int, list[Pair]] = Field(default_factory=dict)
-    detected_at: dict[int, float] = Field(default_factory=dict)
-    detect_errors: dict[int, ErrorInfo] = Field(default_factory=dict)
+    detections_done: int = 0
     tables_done: int = 0
     usage: TokenUsage = Field(default_factory=TokenUsage)
 
@@ -74,6 +73,13 @@ class StoredPage(BaseModel):
     at: float = 0.0
 
 
+class StoredDetection(BaseModel):
+    kind: Literal["stored_detection"] = "stored_detection"
+    pairs: list[Pair]
+    error: ErrorInfo | None = None
+    at: float = 0.0
+
+
 class StoredTable(BaseModel):
     kind: Literal["stored_table"] = "stored_table"
     html: str | None
@@ -81,17 +87,24 @@ class StoredTable(BaseModel):
 
 
 _STATE = TypeAdapter(
-    Annotated[DocState | EmittedDoc | StoredPage | StoredTable, Field(discriminator="kind")]
+    Annotated[
+        DocState | EmittedDoc | StoredPage | StoredDetection | StoredTable,
+        Field(discriminator="kind"),
+    ]
 )
 
 
-def decode_state(data: bytes) -> DocState | EmittedDoc | StoredPage | StoredTable:
+def decode_state(data: bytes) -> DocState | EmittedDoc | StoredPage | StoredDetection | StoredTable:
     """A table value from its changelog JSON."""
     return _STATE.validate_json(data)
 
 
 def page_key(doc_id: str, page: int) -> str:
     return f"{doc_id}/p/{page}"
+
+
+def detection_key(doc_id: str, first: int) -> str:
+    return f"{doc_id}/d/{first}"
 
 
 def table_key(doc_id: str, page: int, i: int) -> str:
@@ -216,12 +229,11 @@ class Assembler:
         # A repeated outcome changes nothing, but is still a chance to finish: after a crash,
         # replayed records are what re-emits a result that was never delivered.
         if isinstance(record, PairsDetected):
-            if record.first in state.detected:
+            key = detection_key(record.doc_id, record.first)
+            if key in self.store:
                 return self._advance(state, at)
-            state.detected[record.first] = list(record.pairs)
-            state.detected_at[record.first] = at
-            if record.error is not None:
-                state.detect_errors[record.first] = record.error
+            self.store[key] = StoredDetection(pairs=list(record.pairs), error=record.error, at=at)
+            state.detections_done += 1
         else:
             key = table_key(record.doc_id, record.page, record.i)
             if key in self.store:
@@ -352,8 +364,16 @@ class Assembler:
                 state.info.engine,
             )
             for first in sorted(firsts)
-            if first not in state.detected
+            if detection_key(state.doc_id, first) not in self.store
         ]
+
+    def _stored_detections(self, state: DocState) -> dict[int, StoredDetection]:
+        found = {}
+        for first in range(state.info.num_pages - 1):
+            entry = self.store.get(detection_key(state.doc_id, first))
+            if entry is not None:
+                found[first] = entry
+        return found
 
     def _advance(self, state: DocState, at: float | None) -> Step:
         """All pages are in: detections, then table merges in chain order, then the result."""
@@ -364,7 +384,8 @@ class Assembler:
             return Step(jobs=detections)
         info = state.info
         done = dict(_PagesView(self.store, state).items())
-        pairs = {first: found for first, found in state.detected.items() if found}
+        detected = self._stored_detections(state)
+        pairs = {first: found.pairs for first, found in detected.items() if found.pairs}
         outcomes: dict[tuple[int, int], str | None] = {}
         if not info.options.skip_cross_page_merge:
             pages = [done[p].elements if p in done else None for p in range(info.num_pages)]
@@ -388,7 +409,7 @@ class Assembler:
                 )
         if at is None:
             return Step()  # complete: applying the record that completed it emits the result
-        return self._emit(state, done, pairs, outcomes, at)
+        return self._emit(state, done, detected, pairs, outcomes, at)
 
     def _table_outcomes(
         self, doc_id: str, chains: list[list[Any]]
@@ -405,6 +426,7 @@ class Assembler:
         self,
         state: DocState,
         done: dict[int, PageResult],
+        detected: dict[int, StoredDetection],
         pairs: dict[int, list[Pair]],
         outcomes: dict[tuple[int, int], str | None],
         at: float,
@@ -413,8 +435,9 @@ class Assembler:
         # Times come from the stored entries (each the timestamp of its first record), not from
         # the record that happens to complete the document, so a replay repeats them exactly.
         keys = [page_key(state.doc_id, page) for page in done]
+        keys += [detection_key(state.doc_id, first) for first in detected]
         keys += [table_key(state.doc_id, page, i) for page, i in outcomes]
-        completed_at = max([self.store[key].at for key in keys] + list(state.detected_at.values()))
+        completed_at = max(self.store[key].at for key in keys)
         timings = {"assemble_s": round(completed_at - state.first_seen_at, 3)}
         if info.submitted_at is not None:
             timings["total_s"] = round(completed_at - info.submitted_at, 3)
@@ -434,8 +457,9 @@ class Assembler:
             warnings=[
                 *info.warnings,
                 *(
-                    detection_warning(first, error)
-                    for first, error in sorted(state.detect_errors.items())
+                    detection_warning(first, found.error)
+                    for first, found in sorted(detected.items())
+                    if found.error is not None
                 ),
             ],
         )

@@ -20,6 +20,7 @@ from streams.engine_pool import EnginePool
 from streams.kafka import KafkaClientError, ensure_topics, partition_counts
 from streams.metrics import WorkerMetrics
 from streams.runtime.clients import Producer
+from streams.runtime.heap import return_large_buffers
 from streams.runtime.log_limit import limit_repeats
 from streams.settings import ROLES, WorkerSettings
 
@@ -146,5 +147,6 @@ def _on_signal(pipeline: Pipeline) -> Callable[[int], None]:
 
 def run_worker(settings: WorkerSettings, roles: Sequence[str]) -> int:
     limit_repeats()  # a broker outage must not bury the log in connection errors
+    return_large_buffers()
     asyncio.run(serve(settings, roles))
     return EXIT_OK

@@ -1,0 +1,40 @@
+"""Large buffers straight from and back to the operating system, so a worker's resident memory
+follows what it holds rather than the most it ever held.
+
+glibc serves allocations below its mmap threshold from the heap, and raises that threshold to
+the size of each mmapped block freed (up to 32 MiB). A worker frees fetch responses of a few
+hundred KiB all the time, so after the first few those land in the heap, where a freed block
+stays resident while anything allocated after it lives. Assembling a 1,000-page document, the
+assemble worker's heap grew by 14.5 MB of which 9.7 MB was free (bench_memory: +23% peak from
+100 pages; with the threshold fixed at 128 KiB, +13%). Setting the threshold explicitly also
+turns the raising off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+
+_log = logging.getLogger(__name__)
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+#: glibc's initial threshold, kept from then on.
+MMAP_THRESHOLD_BYTES = 128 * 1024
+
+
+def return_large_buffers() -> bool:
+    """Fix glibc's mmap threshold at `MMAP_THRESHOLD_BYTES`; True when it was set. A no-op
+    where the C library has no such setting, and when `MALLOC_MMAP_THRESHOLD_` already chose one."""
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already uses
+    except (OSError, AttributeError):  # no mallopt (macOS): nothing to tune
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    if mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) != 1:
+        _log.debug("mallopt(M_MMAP_THRESHOLD) refused; the heap keeps its default behaviour")
+        return False
+    return True
