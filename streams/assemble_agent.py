@@ -30,6 +30,7 @@ from streams.metrics import WorkerMetrics
 from streams.model_gate import ModelGate
 from streams.outbox import Blobs, Outbox
 from streams.result_reader import ResultReader
+from streams.runtime.heap import release_free_heap
 from streams.runtime.table import ChangelogTable
 from streams.settings import WorkerSettings
 
@@ -136,6 +137,8 @@ class AssembleHandler:
             done = await self._emit(result)
             self.assembler.mark_emitted(step, (done.partition, done.offset))
             await self.table.sync()
+            # Once this record's objects are gone: the document's state was freed just now.
+            asyncio.get_running_loop().call_soon(release_free_heap)
         await self.outbox.progress(step.progress)
 
     async def _resend(self, step: Step) -> bool:

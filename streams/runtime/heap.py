@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+from typing import Any
 
 _log = logging.getLogger(__name__)
 
@@ -28,9 +29,8 @@ def return_large_buffers() -> bool:
     where the C library has no such setting, and when `MALLOC_MMAP_THRESHOLD_` already chose one."""
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already uses
-    except (OSError, AttributeError):  # no mallopt (macOS): nothing to tune
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
@@ -38,3 +38,21 @@ def return_large_buffers() -> bool:
         _log.debug("mallopt(M_MMAP_THRESHOLD) refused; the heap keeps its default behaviour")
         return False
     return True
+
+
+def _libc_function(name: str) -> Any:
+    try:
+        return getattr(ctypes.CDLL(None), name)  # the C library this process already uses
+    except (OSError, AttributeError):  # no such function (macOS, musl): nothing to tune
+        return None
+
+
+_malloc_trim = _libc_function("malloc_trim")
+
+
+def release_free_heap() -> None:
+    """Give the heap's free pages back to the system (glibc's `malloc_trim`), wherever they
+    are in it: after a large document the assembler holds a few MB of freed small blocks, which
+    the next document would otherwise start on top of. A no-op where there is no such call."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)

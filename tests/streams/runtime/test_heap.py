@@ -66,3 +66,35 @@ def test_with_it_every_large_buffer_is_mmapped_and_so_given_back_when_freed() ->
 
 def test_a_threshold_chosen_in_the_environment_is_left_alone() -> None:
     assert _probe("fixed", MALLOC_MMAP_THRESHOLD_="1048576") == ["False", "0", "0"]
+
+
+# Frees 40 MB of 4 KB blocks below one block still held (so the heap cannot shrink from its
+# top), then reports the resident MB given back by `release_free_heap`.
+TRIM_PROBE = """
+from streams.runtime.heap import release_free_heap
+
+def resident_mb():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+
+blocks = [bytearray(4096) for _ in range(10_000)]
+pinned = bytearray(4096)
+del blocks
+before = resident_mb()
+release_free_heap()
+print(round(before - resident_mb()))
+"""
+
+
+def test_releasing_the_free_heap_gives_freed_blocks_below_the_top_back() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", TRIM_PROBE],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert int(done.stdout) >= 30  # of the 40 MB freed
