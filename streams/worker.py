@@ -147,6 +147,9 @@ def _on_signal(pipeline: Pipeline) -> Callable[[int], None]:
 
 def run_worker(settings: WorkerSettings, roles: Sequence[str]) -> int:
     limit_repeats()  # a broker outage must not bury the log in connection errors
-    return_large_buffers()
+    if "split" not in roles:
+        # Split allocates multi-MB page bitmaps over and over: glibc's raised threshold keeps
+        # them in the heap, warm, where fresh mappings would cost their page faults every time.
+        return_large_buffers()
     asyncio.run(serve(settings, roles))
     return EXIT_OK
