@@ -49,7 +49,6 @@ class DocState(BaseModel):
     partition: int = Field(description="page-results partition that owns this document")
     first_seen_at: float
     pages_done: int = 0
-    detections_done: int = 0
     tables_done: int = 0
     usage: TokenUsage = Field(default_factory=TokenUsage)
 
@@ -233,7 +232,6 @@ class Assembler:
             if key in self.store:
                 return self._advance(state, at)
             self.store[key] = StoredDetection(pairs=list(record.pairs), error=record.error, at=at)
-            state.detections_done += 1
         else:
             key = table_key(record.doc_id, record.page, record.i)
             if key in self.store:
