@@ -234,21 +234,26 @@ def configure_double(double: Double, capacity: int, mean: float, jitter: float, 
 
 # --- the pipeline ------------------------------------------------------------------------------
 
-#: Calls in flight from one worker, for every benchmark: more than the largest C (128). The
-#: defaults (64 pages and 64 merge calls) would cap a C=128 GPU at half from one worker; the
-#: margin keeps a request waiting at the double whenever a slot frees, as vLLM's own queue does:
-#: with exactly C, each freed slot idles while the worker turns its answer around (about 10 ms;
-#: at C=128 and 4 s every slot was busy only 61% of the time although 127 of 128 were).
+#: Calls in flight from one worker, for every benchmark. More than C keeps a request
+#: waiting at the double whenever a slot frees, as vLLM's own queue does: with exactly C, each
+#: freed slot idles while the worker turns its answer around (about 10 ms; at C=128 and 4 s every
+#: slot was busy only 61% of the time although 127 of 128 were). Pages need about 3 C: with the
+#: merge on, detections share the GPU's first-come queue, and with only C + 25% pages
+#: outstanding the recognize worker was held back while detections filled the queue, so the last
+#: pages (and everything that waits on them) started late: the C=128 saturation row took 75.9 s
+#: with 160 (91.6% of the ideal) and 72.6 s with 384 (95.7%), as a simulation of both queues
+#: predicted (75.8 and 72.9 s). Merge calls stay at 160: with more, detections crowd the pages
+#: again (simulated 74.8 s with 384).
 WORKER_ENV = {
-    "OCRFLUX_RECOGNIZE_CONCURRENCY": "160",
+    "OCRFLUX_RECOGNIZE_CONCURRENCY": "384",
     "OCRFLUX_MERGE_CONCURRENCY": "160",
-    "VLLM_MAX_INFLIGHT": "160",
+    "VLLM_MAX_INFLIGHT": "384",
 }
 
 
 def worker_settings() -> str:
     return ", ".join(f"`{name}={value}`" for name, value in WORKER_ENV.items()) + (
-        " (more than the largest C: see bench/harness.py)"
+        " (about 3x the largest C: see bench/harness.py)"
     )
 
 

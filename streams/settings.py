@@ -21,13 +21,14 @@ def _worker_id() -> str:
 class WorkerSettings(KafkaSettings, BlobSettings, CoreSettings):
     ocrflux_worker_id: str = Field(default_factory=_worker_id)
     # A GPU slot that frees up should find the next request waiting: keep the pages in hand
-    # above the vLLM batch size (start_vllm_a100.sh: MAX_NUM_SEQS 256) divided by the workers.
+    # above the vLLM batch size (start_vllm_a100.sh: MAX_NUM_SEQS 256) divided by the workers,
+    # about 3x with the cross-page merge on (detections share vLLM's queue; README, Monitoring).
     # Each page in hand holds its PNG (about 0.1-0.5 MB).
     ocrflux_recognize_concurrency: int = Field(
         default=256,
         ge=1,
         description="Pages one worker recognizes at once (keep it above the GPU's batch size "
-        "divided by the number of workers)",
+        "divided by the number of workers, about 3x with the cross-page merge on)",
     )
     ocrflux_merge_concurrency: int = Field(
         default=128, ge=1, description="Merge-detection and table-merge calls at once"
