@@ -48,9 +48,11 @@ class Outbox:
         `Producer.settle`): failed ones are sent again, for as long as that takes."""
         await self._producer.settle()
 
-    async def deliver(self, name: str, key: str, record: BaseModel) -> RecordMetadata:
-        """Send a record and wait until Kafka has it, sending it again after failures."""
-        return await self._producer.deliver(name, key.encode(), encode(record))
+    async def deliver(self, name: str, key: str, record: BaseModel | bytes) -> RecordMetadata:
+        """Send a record (or its encoding, when the caller has it already) and wait until Kafka
+        has it, sending it again after failures."""
+        value = record if isinstance(record, bytes) else encode(record)
+        return await self._producer.deliver(name, key.encode(), value)
 
     async def progress(self, event: ProgressEvent | None) -> None:
         if event is not None:

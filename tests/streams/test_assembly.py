@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import copy
 import random
+import tracemalloc
+from collections.abc import Callable
 
+from ocrflux.document import build_result
 from schemas.options import ConversionOptions
 from schemas.records import DocumentInfo, PageDone, PairsDetected, TableMerged
-from schemas.results import ErrorInfo, PageResult
+from schemas.results import ErrorInfo, PageResult, TokenUsage
 from streams.assembly import Assembler, DetectJob, EmittedDoc, Step, TableJob, outcome_key
 from tests.scenarios import REPORT_PAGE_TEXTS, REPORT_TEXT, twelve_page_report
 
@@ -303,3 +306,61 @@ def test_every_job_is_recognised_by_the_record_that_answers_it() -> None:
         jobs.extend(step.jobs)
     assert any(isinstance(job, TableJob) for job in jobs)
     assert all(outcome_key(answer(job)) == job.key for job in jobs)
+
+
+def _traced_peak(action: Callable[[], object]) -> int:
+    """Bytes allocated at the height of `action`, above what was allocated before it."""
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        action()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - before
+
+
+def test_emitting_a_result_costs_no_more_memory_than_building_it() -> None:
+    """The result record is made from the built result's own values: a deep copy of a large
+    document's result raised the assembler's memory peak by half as much again."""
+    pages = 300
+    info = DocumentInfo(
+        first_page=0,
+        stop_page=pages,
+        num_pages=pages,
+        options=ConversionOptions(skip_cross_page_merge=True),
+        engine="vllm",
+    )
+    rng = random.Random(7)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa"]
+    records = [
+        PageDone(
+            doc_id="big",
+            info=info,
+            result=PageResult(
+                index=p,
+                elements=[" ".join(rng.choice(words) for _ in range(40)) for _ in range(6)],
+            ),
+        )
+        for p in range(pages)
+    ]
+    assembler = Assembler({})
+    for at, record in enumerate(records[:-1]):
+        assert assembler.apply(record, partition=0, at=at).result is None
+    done = {r.result.index: r.result for r in records}
+    steps: list[Step] = []
+    emitting = _traced_peak(lambda: steps.append(assembler.apply(records[-1], partition=0, at=1)))
+    building = _traced_peak(
+        lambda: build_result(
+            done=done,
+            num_pages=pages,
+            pairs={},
+            merged_tables={},
+            options=info.options,
+            usage=TokenUsage(),
+        )
+    )
+    result = steps[0].result
+    assert result is not None and result.status == "completed" and len(result.blocks) == 6 * pages
+    assert emitting < 1.25 * building, (emitting, building)
