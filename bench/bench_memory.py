@@ -107,7 +107,7 @@ def report(
     )
     notes = [
         f"Test double: 32 slots, 0.02 s per call; one document at a time, {len(single)} runs "
-        "per size; PDFs of different text pages (724 x 1024 px PNGs of about 120 KB), "
+        "per size; PDFs of different text pages (724 x 1024 px grey PNGs of about 37 KB), "
         f"cross-page merge on; {harness.worker_settings()}.",
         "Model requests per run: "
         + "; ".join(

@@ -223,9 +223,9 @@ def notes_on(
     kafka_side = statistics.fmean(rest.values())
     lines = [
         f"- Rendering is most of the cost: {render:.1f} ms a page, {png:.1f} of it PNG encoding "
-        f"(rows unfiltered, zlib level {PNG_ZLIB_LEVEL}; PyMuPDF's own encoder cost about "
-        "14 ms at level 3's size); with the `vllm` engine a page's text layer is taken only "
-        "when the model fails the page.",
+        f"(grey where every pixel is grey, as on these pages; rows unfiltered, zlib level "
+        f"{PNG_ZLIB_LEVEL}; PyMuPDF's own encoder cost about 14 ms for an RGB page); with the "
+        "`vllm` engine a page's text layer is taken only when the model fails the page.",
         f"- Outside our code the workers spend {sum(rest.values()):.1f} ms a page together "
         f"({kafka_side:.1f} on average each) in aiokafka, the stream framework, aiohttp and "
         "the event loop: each page is consumed and produced once per stage, and the assembler "
@@ -233,8 +233,8 @@ def notes_on(
     ]
     if "kafka broker" in per:
         lines.append(
-            f"- The broker adds {per['kafka broker'].mid:.1f} CPU-ms a page (about 170 KB page "
-            "records written once and read once, plus the small records)."
+            f"- The broker adds {per['kafka broker'].mid:.1f} CPU-ms a page (page records of "
+            "about 50 KB written once and read once, plus the small records)."
         )
     return lines
 

@@ -7,8 +7,8 @@ first). So an 8-page document needs 8 page calls, 7 detections and 2 table merge
 bound at C=8 and 0.25 s is 1.0 s (one page wave, one detection wave, two chained merges).
 Without tables it needs 15 calls (40 of them at C=32 and 1 s: 18.75 s of work).
 
-The page images come from `harness.make_pdf` (30 lines of words: 724 x 1024 px PNGs of about
-120 KB, every page different); what "the model" reads on them is registered with the double
+The page images come from `harness.make_pdf` (30 lines of words: 724 x 1024 px grey PNGs of
+about 37 KB, every page different); what "the model" reads on them is registered with the double
 under the SHA-256 of the PNG the pipeline will send (`--page-key bytes`). The expected text is
 written out by construction, not computed by the code under test.
 """

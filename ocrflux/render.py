@@ -331,14 +331,14 @@ class _PdfDocument(Document):
     def _render_page(self, index: int) -> RenderedPage:
         with _PYMUPDF_LOCK:
             width, height, pixels, text_layer = self._render(index)
-        # zlib needs no MuPDF and releases the GIL: compressing outside the lock lets another
-        # thread rasterise the next page meanwhile.
-        png = pixels if isinstance(pixels, bytes) else _png_from_rows(pixels, width, height)
+        # Encoding needs no MuPDF and deflate releases the GIL: encoding outside the lock lets
+        # another thread rasterise the next page meanwhile.
+        png = pixels if isinstance(pixels, bytes) else _samples_png(pixels)
         deferred = self.defer_text_layer
         return RenderedPage(index, png, width, height, text_layer, text_layer_deferred=deferred)
 
-    def _render(self, index: int) -> tuple[int, int, bytes | bytearray, TextLayer | None]:
-        """(width, height, PNG or its unfiltered rows, text layer: None when deferred); call
+    def _render(self, index: int) -> tuple[int, int, bytes | _Samples, TextLayer | None]:
+        """(width, height, PNG or the pixels to encode, text layer: None when deferred); call
         under the lock."""
         try:
             page = self._doc.load_page(index)
@@ -348,9 +348,9 @@ class _PdfDocument(Document):
             # is the visible (crop) box with /Rotate already applied.
             matrix = pymupdf.Matrix(width / rect.width, height / rect.height)
             pixmap = page.get_pixmap(matrix=matrix, colorspace=pymupdf.csRGB, alpha=False)
-            pixels: bytes | bytearray | None = None
+            pixels: bytes | _Samples | None = None
             if (pixmap.width, pixmap.height) == (width, height):
-                pixels = _png_rows(pixmap)
+                pixels = _rgb_samples(pixmap)
             if pixels is None:  # MuPDF rounds the pixmap outwards: never seen, but the size is
                 # our contract (and any other pixel layout goes through Pillow as well)
                 pixels = _encode_png(pixmap.pil_image().resize((width, height), _LANCZOS))
@@ -556,9 +556,9 @@ def _scale_to_8bit(image: Image.Image) -> Image.Image:
     return image.point(lambda value: value * factor).convert("L")
 
 
-#: zlib level of the PNGs made from PDF pages (see `_pixmap_png`). Level 1 (zlib-ng's quick
-#: deflate) would cost a dense 724 x 1024 text page 3.8 CPU-ms for 174 KB instead of 6.3 ms for
-#: 143 KB, but its larger page records raised the recognize worker's peak memory on a
+#: zlib level of the PNGs made from PDF pages (see `_samples_png`). Level 1 (zlib-ng's quick
+#: deflate) would cost a dense 724 x 1024 text page in RGB 3.8 CPU-ms for 174 KB instead of
+#: 6.3 ms for 143 KB, but its larger page records raised the recognize worker's peak memory on a
 #: 1,000-page document from 106 to 133 MB (bench_memory, 2026-12-03); level 2 saves 0.3 ms.
 PNG_ZLIB_LEVEL = 3
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -578,17 +578,33 @@ def _deflate() -> Callable[[bytes | bytearray, int], bytes]:
 _compress = _deflate()
 
 
+@dataclass(frozen=True, slots=True)
+class _Samples:
+    """A rendered page's 8-bit RGB pixels, rows packed, copied out of MuPDF's memory."""
+
+    data: bytes
+    width: int
+    height: int
+
+
+def _rgb_samples(pixmap: pymupdf.Pixmap) -> _Samples | None:
+    """The pixmap's pixels; None for a layout other than packed 8-bit RGB without alpha."""
+    if pixmap.n != 3 or pixmap.alpha or pixmap.stride != pixmap.width * 3:
+        return None
+    return _Samples(pixmap.samples, pixmap.width, pixmap.height)
+
+
 def _pixmap_png(pixmap: pymupdf.Pixmap) -> bytes:
-    """An RGB pixmap as a PNG: rows unfiltered, one zlib stream at level `PNG_ZLIB_LEVEL`.
+    """A pixmap as the PNG a page is sent as (see `_samples_png`).
 
     MuPDF's own `tobytes("png")` costs about eight times the CPU (21 vs 2.7 ms for a 724 x 1024
     text page with zlib-ng, `_deflate`) and holds the GIL throughout, where deflate releases it.
     The pixels are the same; only the encoding differs.
     """
-    rows = _png_rows(pixmap)
-    if rows is None:
+    samples = _rgb_samples(pixmap)
+    if samples is None:
         return bytes(pixmap.tobytes("png"))
-    return _png_from_rows(rows, pixmap.width, pixmap.height)
+    return _samples_png(samples)
 
 
 def _one_colour(pixmap: pymupdf.Pixmap) -> bool:
@@ -597,23 +613,55 @@ def _one_colour(pixmap: pymupdf.Pixmap) -> bool:
     return samples == samples[:n] * (len(samples) // n)
 
 
-def _png_rows(pixmap: pymupdf.Pixmap) -> bytearray | None:
-    """The pixmap's rows as PNG scanlines (filter type 0, none), copied out of MuPDF's memory;
-    None for a layout other than 8-bit RGB without alpha."""
-    width, height, stride = pixmap.width, pixmap.height, pixmap.stride
-    if pixmap.n != 3 or pixmap.alpha or stride != width * 3:
+#: PNG colour types (IHDR): 8-bit grey and 8-bit RGB.
+_GREY, _RGB = 0, 2
+#: Rows looked at before the whole page, so a colour page is told from a grey one at once.
+_GREY_PROBE_ROWS = 16
+
+
+def _samples_png(samples: _Samples) -> bytes:
+    """A page's pixels as a PNG: rows unfiltered, one zlib stream at level `PNG_ZLIB_LEVEL`;
+    8-bit grey when every pixel is grey (R = G = B), else 8-bit RGB.
+
+    Most pages are black and white: in grey a text page deflates a third of the data and its PNG
+    is about a quarter of the size (724 x 1024 px: 37 instead of 141 KB, 4.7 instead of 6.2 ms
+    with the check), so page records, model requests and the pages a worker holds shrink alike.
+    The model sees the same pixels: vLLM converts every image to RGB before the processor (its
+    `ImageMediaIO` default mode), and Pillow, the OCR engine and the test double do the same.
+    """
+    grey = _grey_plane(samples)
+    if grey is not None:
+        return _png(_png_rows(grey, samples.width, samples.height), samples, _GREY)
+    return _png(_png_rows(samples.data, samples.width * 3, samples.height), samples, _RGB)
+
+
+def _grey_plane(samples: _Samples) -> bytes | None:
+    """One byte per pixel when every pixel's R, G and B are equal, else None."""
+    data, stride = samples.data, samples.width * 3
+    step = max(1, samples.height // _GREY_PROBE_ROWS)
+    for y in range(0, samples.height, step):
+        row = data[y * stride : (y + 1) * stride]
+        red = row[0::3]
+        if red != row[1::3] or red != row[2::3]:
+            return None
+    red = data[0::3]
+    if red != data[1::3] or red != data[2::3]:
         return None
-    samples = pixmap.samples_mv
-    rows = bytearray((stride + 1) * height)  # each row: its filter byte (0), then its pixels
-    out = memoryview(rows)  # slices of a memoryview copy without a temporary (half the time)
+    return red
+
+
+def _png_rows(plane: bytes, stride: int, height: int) -> bytearray:
+    """PNG scanlines: each row its filter byte (0, none), then its bytes."""
+    rows = bytearray((stride + 1) * height)
+    out, source = memoryview(rows), memoryview(plane)  # slices copy without a temporary
     for y in range(height):
         start = y * (stride + 1) + 1
-        out[start : start + stride] = samples[y * stride : (y + 1) * stride]
+        out[start : start + stride] = source[y * stride : (y + 1) * stride]
     return rows
 
 
-def _png_from_rows(rows: bytearray, width: int, height: int) -> bytes:
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+def _png(rows: bytearray, samples: _Samples, colour_type: int) -> bytes:
+    header = struct.pack(">IIBBBBB", samples.width, samples.height, 8, colour_type, 0, 0, 0)
     return b"".join(
         (
             _PNG_SIGNATURE,

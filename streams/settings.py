@@ -23,7 +23,7 @@ class WorkerSettings(KafkaSettings, BlobSettings, CoreSettings):
     # A GPU slot that frees up should find the next request waiting: keep the pages in hand
     # above the vLLM batch size (start_vllm_a100.sh: MAX_NUM_SEQS 256) divided by the workers,
     # about 3x with the cross-page merge on (detections share vLLM's queue; README, Monitoring).
-    # Each page in hand holds its PNG (about 0.1-0.5 MB).
+    # Each page in hand holds its PNG (tens of KB in grey, up to about 0.5 MB in colour).
     ocrflux_recognize_concurrency: int = Field(
         default=256,
         ge=1,

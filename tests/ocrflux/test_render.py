@@ -104,7 +104,7 @@ def test_a4_renders_to_723_or_724_by_1024() -> None:
     assert page.width in (723, 724)
     assert page.height == TARGET_LONGEST_SIDE
     image = decode(page)
-    assert image.mode == "RGB"  # no alpha
+    assert image.mode == "L"  # black text on white: grey, no alpha
 
 
 def test_letter_renders_to_791_by_1024() -> None:

@@ -191,18 +191,37 @@ async def test_convert_with_the_pool_gives_the_same_result(
     assert ocrflux_server.stats()["by_task"]["page"] == {"200": 12}  # type: ignore[attr-defined]
 
 
-def test_pdf_pngs_decode_to_mupdf_pixels() -> None:
-    data = make_pdf(["Some text to draw", None])
+def _with_a_red_dot(data: bytes, page: int, x: float, y: float) -> bytes:
+    with pymupdf.open(stream=data, filetype="pdf") as doc:
+        red = (1.0, 0.0, 0.0)
+        doc[page].draw_rect(pymupdf.Rect(x, y, x + 2, y + 2), color=red, fill=red)
+        return bytes(doc.tobytes())
+
+
+def test_pdf_pngs_decode_to_mupdf_pixels_grey_where_every_pixel_is_grey() -> None:
+    """Black-and-white pages go out as grey PNGs (a quarter of the bytes), colour pages as RGB;
+    read back as RGB (as vLLM and the OCR engine read them) both are MuPDF's pixels exactly."""
+    text = make_pdf(["Some text to draw", None, "A red corner", "A red dot"])
+    marked = make_pdf(["A red corner"], marker=True)
+    with pymupdf.open(stream=text, filetype="pdf") as doc, pymupdf.open(stream=marked) as red:
+        doc.delete_page(2)
+        doc.insert_pdf(red, start_at=2)
+        data = doc.tobytes()
+    # A dot about 100 px down: between the rows looked at first, so only the full check sees it.
+    data = _with_a_red_dot(data, 3, 300, 82)
     with open_document(data) as document:
-        pages = [document.render_page(index) for index in range(2)]
+        pages = [document.render_page(index) for index in range(4)]
+    modes = []
     with pymupdf.open(stream=data, filetype="pdf") as doc:
         for page, rendered in zip(doc, pages, strict=True):
             width, height = target_size(page.rect.width, page.rect.height)
             matrix = pymupdf.Matrix(width / page.rect.width, height / page.rect.height)
             pixmap = page.get_pixmap(matrix=matrix, colorspace=pymupdf.csRGB, alpha=False)
             decoded = Image.open(io.BytesIO(rendered.png))
-            assert decoded.format == "PNG" and decoded.mode == "RGB"
-            assert decoded.tobytes() == pixmap.samples
+            assert decoded.format == "PNG"
+            modes.append(decoded.mode)
+            assert decoded.convert("RGB").tobytes() == pixmap.samples
+    assert modes == ["L", "L", "RGB", "RGB"]
 
 
 def test_render_processes_default_to_the_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
