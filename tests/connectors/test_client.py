@@ -242,3 +242,21 @@ def test_file_names_that_are_not_utf8_are_sent_escaped(
         client.submit(PDF, filename=os.fsdecode(b"r\xe9sum\xe9.pdf"))
     names = [request.filename for _, request in _requests(kafka_settings, 2)]
     assert sorted(names) == ["caf\\xe9.pdf", "r\\xe9sum\\xe9.pdf"]
+
+
+def test_results_mark_is_where_each_partition_of_the_results_topic_ends(
+    kafka_settings: KafkaSettings,
+) -> None:
+    topic = kafka_settings.topics.results
+    with OcrfluxClient(kafka_settings) as client:
+        before = client.results_mark()
+        produce(kafka_settings, topic, [(f"doc{n}", _result(f"doc{n}")) for n in range(12)])
+        after = client.results_mark()
+    counted: dict[int, int] = {}
+    for message in consume(kafka_settings, topic, 12):
+        partition = message.partition()
+        counted[partition] = max(counted.get(partition, 0), message.offset() + 1)
+    assert len(counted) > 1  # the keys spread over several partitions
+    assert set(before) == set(after) and set(counted) <= set(after)
+    assert all(before[p] == 0 for p in before)
+    assert after == {p: counted.get(p, 0) for p in after}
