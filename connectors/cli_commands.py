@@ -20,6 +20,7 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
+from connectors._tail import Mark
 from connectors.client import OcrfluxClient
 from connectors.output_names import output_paths, output_stem
 from ocrflux.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
@@ -106,9 +107,9 @@ def run_submit(args: argparse.Namespace) -> int:
         options = _options(args)
         targets = output_paths([Path(f) for f in args.files], out, SUFFIXES[options.output_format])
         with _client() as client:
-            # Results already on the topic before this submission that are not `completed`
-            # are not its answer: the documents are converted again.
-            mark = client.results_mark() if args.wait else {}
+            # The wait reads only what is written after this mark: an old result is not this
+            # submission's answer, and the topics' history is not read at all.
+            mark = client.mark() if args.wait else {}
             submitted = _submit_files(client, args.files, options, args)
             if not args.wait:
                 return EXIT_FAILED if submitted.unreadable else EXIT_OK
@@ -160,7 +161,7 @@ def _wait(
     submitted: _Submitted,
     targets: Mapping[Path, Path],
     timeout_s: float | None,
-    mark: Mapping[int, int],
+    mark: Mark,
     options: ConversionOptions,
     *,
     as_json: bool,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -24,7 +24,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from pydantic import BaseModel, ValidationError
 
 from connectors._loop import LoopThread
-from connectors._tail import CAUGHT_UP, end_offsets, latest_then_live, read_topics
+from connectors._tail import CAUGHT_UP, Mark, end_offsets, latest_then_live, read_topics
 from ocrflux.errors import EmptyInput, FetchFailed, UnsupportedType
 from ocrflux.figures import FIGURE_MAX_BYTES, figure_pngs
 from ocrflux.filenames import text_name
@@ -265,11 +265,13 @@ class OcrfluxClient:
             if doc_id is not None and event.stage in TERMINAL_STAGES:
                 return
 
-    def results_mark(self) -> dict[int, int]:
-        """Where the results topic ends now, per partition: take it before submitting and pass
-        it to `watch(after=...)`, so an old degraded result is not taken for the new answer."""
+    def mark(self) -> Mark:
+        """Where the progress and results topics end now, per partition: take it before
+        submitting and pass it to `watch(after=...)`, which then reads only what comes after."""
         return end_offsets(
-            self.settings, self.topics.results, metadata_timeout_s=self._connect_timeout_s
+            self.settings,
+            [self.topics.progress, self.topics.results],
+            metadata_timeout_s=self._connect_timeout_s,
         )
 
     def watch(
@@ -277,32 +279,22 @@ class OcrfluxClient:
         doc_ids: Iterable[str],
         *,
         timeout_s: float | None = None,
-        after: Mapping[int, int] | None = None,
+        after: Mark | None = None,
     ) -> Iterator[ProgressEvent | ResultRecord]:
         """Progress events and results of `doc_ids` in one stream (the latest of each kind per
         document first), ending once every one of them has a result, or at `timeout_s`.
 
-        With `after` (a `results_mark()`), a result written before that mark counts only when
-        it is `completed`: a `partial` or `failed` one is not final, and the documents submitted
-        since get a new answer."""
+        With `after` (a `mark()` taken before the documents were submitted) only what was
+        written since is read, so waiting costs the same however much history the topics hold,
+        and an old result is not taken for the new answer. A document whose earlier result was
+        `completed` still gets it at once: split answers the new submission with it."""
         wanted = _id_set(doc_ids)
         unseen = set(wanted)
         if not unseen:
             return
-        marks = dict(after or {})
-
-        def stale(message: Any, record: BaseModel | None) -> bool:
-            return (
-                isinstance(record, ResultRecord)
-                and record.status != "completed"
-                and message.offset() < marks.get(message.partition(), 0)
-            )
-
         topics = [self.topics.progress, self.topics.results]
         caught_up = False
-        for item in self._latest(
-            topics, ProgressEvent | ResultRecord, wanted, timeout_s, skip=stale
-        ):
+        for item in self._latest(topics, ProgressEvent | ResultRecord, wanted, timeout_s, after):
             if item is CAUGHT_UP:
                 caught_up = True
             else:
@@ -321,12 +313,10 @@ class OcrfluxClient:
         kind: Any,
         wanted: set[str] | None,
         timeout_s: float | None,
-        skip: Callable[[Any, BaseModel | None], bool] | None = None,
+        start: Mark | None = None,
     ) -> Iterator[Any]:
         def key_of(message: Any, record: BaseModel | None) -> str | None:
             if record is not None and not isinstance(record, kind):
-                return None
-            if skip is not None and skip(message, record):
                 return None
             doc_id = getattr(record, "doc_id", None) or _key(message)
             if not doc_id or (wanted is not None and doc_id not in wanted):
@@ -335,7 +325,11 @@ class OcrfluxClient:
 
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         messages = read_topics(
-            self.settings, topics, deadline=deadline, metadata_timeout_s=self._connect_timeout_s
+            self.settings,
+            topics,
+            deadline=deadline,
+            start=start,
+            metadata_timeout_s=self._connect_timeout_s,
         )
         self._readers.add(messages)
         try:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
 from connectors.client import OcrfluxClient
 from ocrflux.identity import content_digest, doc_id_for
@@ -127,6 +128,10 @@ def _result(doc_id: str, status: str = "completed", **fields: object) -> ResultR
     return ResultRecord(doc_id=doc_id, status=status, **fields)  # type: ignore[arg-type]
 
 
+def _event(doc_id: str, stage: str, done: int) -> ProgressEvent:
+    return ProgressEvent(doc_id=doc_id, stage=stage, pages_done=done, pages_total=3)  # type: ignore[arg-type]
+
+
 def test_results_latest_per_document(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
     full = _result("big", num_pages=300, content="# a very long document\n", source="big.pdf")
     ref = (tmp_path / "big.result.json").as_uri()
@@ -182,8 +187,7 @@ def test_progress(kafka_settings: KafkaSettings) -> None:
     topic = kafka_settings.topics.progress
 
     def event(doc_id: str, stage: str, done: int) -> tuple[str, ProgressEvent]:
-        record = ProgressEvent(doc_id=doc_id, stage=stage, pages_done=done, pages_total=3)  # type: ignore[arg-type]
-        return doc_id, record
+        return doc_id, _event(doc_id, stage, done)
 
     produce(kafka_settings, topic, [event("p", "split", 0), event("p", "recognize", 1)])
     produce(kafka_settings, topic, [event("q", "completed", 3)])
@@ -244,19 +248,51 @@ def test_file_names_that_are_not_utf8_are_sent_escaped(
     assert sorted(names) == ["caf\\xe9.pdf", "r\\xe9sum\\xe9.pdf"]
 
 
-def test_results_mark_is_where_each_partition_of_the_results_topic_ends(
+def test_mark_is_where_each_partition_of_progress_and_results_ends(
     kafka_settings: KafkaSettings,
 ) -> None:
-    topic = kafka_settings.topics.results
+    topics = kafka_settings.topics
     with OcrfluxClient(kafka_settings) as client:
-        before = client.results_mark()
-        produce(kafka_settings, topic, [(f"doc{n}", _result(f"doc{n}")) for n in range(12)])
-        after = client.results_mark()
-    counted: dict[int, int] = {}
-    for message in consume(kafka_settings, topic, 12):
-        partition = message.partition()
-        counted[partition] = max(counted.get(partition, 0), message.offset() + 1)
-    assert len(counted) > 1  # the keys spread over several partitions
+        before = client.mark()
+        produce(
+            kafka_settings, topics.results, [(f"doc{n}", _result(f"doc{n}")) for n in range(12)]
+        )
+        produce(kafka_settings, topics.progress, [("doc0", _event("doc0", "split", 0))] * 3)
+        after = client.mark()
+    counted: dict[tuple[str, int], int] = {}
+    for topic, count in ((topics.results, 12), (topics.progress, 3)):
+        for message in consume(kafka_settings, topic, count):
+            where = (topic, message.partition())
+            counted[where] = max(counted.get(where, 0), message.offset() + 1)
+    assert len([t for t, _ in counted if t == topics.results]) > 1  # spread over partitions
+    assert {t for t, _ in after} == {topics.results, topics.progress}
     assert set(before) == set(after) and set(counted) <= set(after)
     assert all(before[p] == 0 for p in before)
     assert after == {p: counted.get(p, 0) for p in after}
+
+
+def test_watch_after_a_mark_reads_only_what_came_since(
+    kafka_settings: KafkaSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`submit --wait` takes a mark first: nothing older is read, so neither an earlier result
+    of the same document nor the topics' history (here: other documents' records and one that
+    cannot be decoded, which a reader would log) reaches the watch."""
+    topics = kafka_settings.topics
+    old = [(f"other{n}", _result(f"other{n}")) for n in range(200)] + [("w", _result("w"))]
+    produce(kafka_settings, topics.results, old)
+    produce(kafka_settings, topics.progress, [("w", _event("w", "completed", 2))])
+    producer = Producer(kafka_settings.producer_config())
+    producer.produce(topics.results, key=b"w", value=b"not a record")
+    assert producer.flush(30) == 0
+    with OcrfluxClient(kafka_settings) as client:
+        mark = client.mark()
+        produce(kafka_settings, topics.progress, [("w", _event("w", "recognize", 1))])
+        watching = client.watch(["w"], timeout_s=60, after=mark)
+        first = next(watching)
+        produce(kafka_settings, topics.results, [("w", _result("w", "partial"))])
+        rest = list(watching)
+    assert isinstance(first, ProgressEvent) and first.stage == "recognize"
+    assert [(type(r).__name__, getattr(r, "status", None)) for r in rest] == [
+        ("ResultRecord", "partial")
+    ]
+    assert "undecodable" not in caplog.text

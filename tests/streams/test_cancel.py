@@ -87,7 +87,7 @@ def test_a_cancelled_document_submitted_again_is_converted_again(pipeline: Pipel
     assert first.status == "cancelled"
     pipeline.server.configure(paused=False)
 
-    mark = pipeline.client.results_mark()
+    mark = pipeline.client.mark()
     assert pipeline.client.submit(case.data, filename=case.name) == doc_id
     answers = [
         r

@@ -96,7 +96,7 @@ def test_a_partial_result_is_not_final_resubmitting_recognizes_the_document_agai
 
     pipeline.server.clear_faults()
     asked_before = _page_requests(pipeline, broken)
-    mark = pipeline.client.results_mark()
+    mark = pipeline.client.mark()
     assert pipeline.client.submit(case.data, filename=case.name) == doc_id
     answers = [
         r
