@@ -629,25 +629,32 @@ def _samples_png(samples: _Samples) -> bytes:
     The model sees the same pixels: vLLM converts every image to RGB before the processor (its
     `ImageMediaIO` default mode), and Pillow, the OCR engine and the test double do the same.
     """
-    grey = _grey_plane(samples)
+    grey = _grey_rows(samples)
     if grey is not None:
-        return _png(_png_rows(grey, samples.width, samples.height), samples, _GREY)
+        return _png(grey, samples, _GREY)
     return _png(_png_rows(samples.data, samples.width * 3, samples.height), samples, _RGB)
 
 
-def _grey_plane(samples: _Samples) -> bytes | None:
-    """One byte per pixel when every pixel's R, G and B are equal, else None."""
-    data, stride = samples.data, samples.width * 3
-    step = max(1, samples.height // _GREY_PROBE_ROWS)
-    for y in range(0, samples.height, step):
+def _grey_rows(samples: _Samples) -> bytes | None:
+    """The grey PNG's scanlines (each row its filter byte, 0, then one byte per pixel) when
+    every pixel's R, G and B are equal, else None. Pillow splits and compares the channels in
+    C: 2.3 instead of 2.9 ms for a 724 x 1024 page against slicing the bytes."""
+    data, width, height = samples.data, samples.width, samples.height
+    stride = width * 3
+    step = max(1, height // _GREY_PROBE_ROWS)
+    for y in range(0, height, step):
         row = data[y * stride : (y + 1) * stride]
         red = row[0::3]
         if red != row[1::3] or red != row[2::3]:
             return None
-    red = data[0::3]
-    if red != data[1::3] or red != data[2::3]:
+    image = Image.frombuffer("RGB", (width, height), data, "raw", "RGB", 0, 1)
+    red_band, green_band, blue_band = image.split()
+    plane = red_band.tobytes()
+    if plane != green_band.tobytes() or plane != blue_band.tobytes():
         return None
-    return red
+    rows = Image.new("L", (width + 1, height), 0)  # column 0: the filter bytes
+    rows.paste(red_band, (1, 0))
+    return rows.tobytes()
 
 
 def _png_rows(plane: bytes, stride: int, height: int) -> bytearray:
@@ -660,7 +667,7 @@ def _png_rows(plane: bytes, stride: int, height: int) -> bytearray:
     return rows
 
 
-def _png(rows: bytearray, samples: _Samples, colour_type: int) -> bytes:
+def _png(rows: bytes | bytearray, samples: _Samples, colour_type: int) -> bytes:
     header = struct.pack(">IIBBBBB", samples.width, samples.height, 8, colour_type, 0, 0, 0)
     return b"".join(
         (
