@@ -20,6 +20,7 @@ from ocrflux.chat import ChatRequest
 from ocrflux.page_parse import page_elements, parse_page_answer
 from ocrflux.render import _pixmap_png, open_document, target_size
 from ocrflux.vllm_wire import encode_request_body, parse_completion
+from schemas.codec import json_bytes
 from schemas.options import ConversionOptions
 from schemas.records import DocumentInfo, PageDone, PageTask, ProgressEvent, decode, encode
 from schemas.results import PageResult
@@ -49,7 +50,7 @@ class _ChangelogStore(dict[str, Any]):
     JSON for the changelog topic."""
 
     def __setitem__(self, key: str, value: Any) -> None:
-        value.model_dump_json().encode()
+        json_bytes(value)
         super().__setitem__(key, value)
 
 

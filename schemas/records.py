@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.codec import json_bytes
 from schemas.options import ConversionOptions, OutputFormat, selected_indices
 from schemas.results import DocumentResult, ErrorInfo, PageResult, TokenUsage
 
@@ -280,7 +281,7 @@ _ANY = TypeAdapter(AnyRecord)
 
 
 def encode(record: BaseModel) -> bytes:
-    return record.model_dump_json(exclude_none=False).encode()
+    return json_bytes(record)
 
 
 def decode(data: bytes | str) -> BaseModel:

@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ocrflux.identity import doc_id_for
+from schemas.codec import json_bytes
 from schemas.options import ConversionOptions
 from streams.kafka import LIBRDKAFKA_LOGGER, KafkaClientError, KafkaSettings
 
@@ -67,7 +68,7 @@ class LedgerEntry(BaseModel):
         return ledger_key(self.bucket, self.key)
 
     def encode(self) -> bytes:
-        return self.model_dump_json().encode()
+        return json_bytes(self)
 
 
 def object_doc_id(

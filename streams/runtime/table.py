@@ -21,6 +21,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
 
+from schemas.codec import json_bytes
 from streams.runtime.clients import Producer
 
 _log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class ChangelogTable(MutableMapping[str, Any]):
         partition = self._partition_for(key)
         self._values[key] = value
         self._partition_of[key] = partition
-        self._writes.append((partition, key.encode(), value.model_dump_json().encode()))
+        self._writes.append((partition, key.encode(), json_bytes(value)))
 
     def __delitem__(self, key: str) -> None:
         partition = self._partition_of.pop(key)
@@ -88,7 +89,7 @@ class ChangelogTable(MutableMapping[str, Any]):
     async def _send_current(self, partition: int, key: bytes) -> asyncio.Future[Any]:
         """Write `key`'s value as it is now: what a failed write is replaced by."""
         value = self._values.get(key.decode())
-        encoded = value.model_dump_json().encode() if value is not None else None
+        encoded = json_bytes(value) if value is not None else None
         return await self._producer.hand_over(self._topic, key, encoded, partition)
 
     async def restore(self, partitions: set[int]) -> int:

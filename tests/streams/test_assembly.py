@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from ocrflux.document import build_result
 from schemas.options import ConversionOptions
-from schemas.records import DocumentInfo, PageDone, PairsDetected, TableMerged
+from schemas.records import DocumentInfo, PageDone, PairsDetected, ResultRecord, TableMerged, encode
 from schemas.results import ErrorInfo, PageResult, TokenUsage
 from streams.assembly import Assembler, DetectJob, EmittedDoc, Step, TableJob, outcome_key
 from tests.scenarios import REPORT_PAGE_TEXTS, REPORT_TEXT, twelve_page_report
@@ -364,3 +364,26 @@ def test_emitting_a_result_costs_no_more_memory_than_building_it() -> None:
     result = steps[0].result
     assert result is not None and result.status == "completed" and len(result.blocks) == 6 * pages
     assert emitting < 1.25 * building, (emitting, building)
+
+
+def test_a_result_is_encoded_without_copies_of_its_json() -> None:
+    """Records are encoded straight to bytes: going through a str cost a large result two more
+    copies of its JSON, twice the size when a character is outside Latin-1 (here the dash)."""
+    pages = [
+        PageResult(index=p, elements=[f"Page {p} \N{EM DASH} " + "lorem ipsum " * 100])
+        for p in range(200)
+    ]
+    done = {page.index: page for page in pages}
+    built = build_result(
+        done=done,
+        num_pages=len(pages),
+        pairs={},
+        merged_tables={},
+        options=ConversionOptions(skip_cross_page_merge=True),
+        usage=TokenUsage(),
+    )
+    record = ResultRecord(**dict(built))
+    encoded = encode(record)  # the first call also sets the serializer up
+    assert encoded == record.model_dump_json().encode()
+    assert len(encoded) > 500_000
+    assert _traced_peak(lambda: encode(record)) < 1.2 * len(encoded)
