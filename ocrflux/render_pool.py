@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from ocrflux.errors import CorruptInput
+from ocrflux.glibc_heap import keep_page_buffers
 from ocrflux.render import Document, RenderedPage, open_document
 from ocrflux.sniff import DocumentKind
 from ocrflux.textlayer import TableMode
@@ -276,6 +277,7 @@ _open: OrderedDict[str, Document] = OrderedDict()
 def _init_worker(parent: int) -> None:
     # Ctrl-C reaches the whole process group: the parent decides what stops, not the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_page_buffers()
     threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
 
 

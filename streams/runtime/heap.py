@@ -12,14 +12,10 @@ threshold explicitly also turns the raising off.
 
 from __future__ import annotations
 
-import ctypes
-import logging
 import os
-from typing import Any
 
-_log = logging.getLogger(__name__)
+from ocrflux.glibc_heap import M_MMAP_THRESHOLD, libc_function, mallopt
 
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 #: glibc's initial threshold, kept from then on.
 MMAP_THRESHOLD_BYTES = 128 * 1024
 
@@ -29,25 +25,10 @@ def return_large_buffers() -> bool:
     where the C library has no such setting, and when `MALLOC_MMAP_THRESHOLD_` already chose one."""
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
-    mallopt = _libc_function("mallopt")
-    if mallopt is None:
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    mallopt.restype = ctypes.c_int
-    if mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) != 1:
-        _log.debug("mallopt(M_MMAP_THRESHOLD) refused; the heap keeps its default behaviour")
-        return False
-    return True
+    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
 
-def _libc_function(name: str) -> Any:
-    try:
-        return getattr(ctypes.CDLL(None), name)  # the C library this process already uses
-    except (OSError, AttributeError):  # no such function (macOS, musl): nothing to tune
-        return None
-
-
-_malloc_trim = _libc_function("malloc_trim")
+_malloc_trim = libc_function("malloc_trim")
 
 
 def release_free_heap() -> None:
