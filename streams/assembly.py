@@ -50,6 +50,10 @@ class DocState(BaseModel):
     first_seen_at: float
     pages_done: int = 0
     tables_done: int = 0
+    #: Merge detections still to come once every page is in (None before, and in states
+    #: written by older versions): a detection's outcome then checks this count instead of
+    #: every page. Recounted from the pages whenever it reaches 0 or an outcome repeats.
+    detections_left: int | None = None
     usage: TokenUsage = Field(default_factory=TokenUsage)
 
 
@@ -232,6 +236,8 @@ class Assembler:
             if key in self.store:
                 return self._advance(state, at)
             self.store[key] = StoredDetection(pairs=list(record.pairs), error=record.error, at=at)
+            if state.detections_left:
+                state.detections_left -= 1
         else:
             key = table_key(record.doc_id, record.page, record.i)
             if key in self.store:
@@ -240,6 +246,10 @@ class Assembler:
             state.tables_done += 1
         state.usage.add(record.usage.prompt_tokens, record.usage.completion_tokens)
         self.store[state.doc_id] = state
+        if isinstance(record, PairsDetected) and state.detections_left:
+            # Others are still to come, each listed when it became ready (the sweep lists
+            # lost ones again): not worth a look at every page of the document per outcome.
+            return Step()
         return self._advance(state, at)
 
     def _finished_already(
@@ -378,6 +388,9 @@ class Assembler:
         if state.pages_done < state.info.pages_total:
             return Step()
         detections = self._detections(state)
+        if at is not None and state.detections_left != len(detections):
+            state.detections_left = len(detections)  # written only while applying a record
+            self.store[state.doc_id] = state
         if detections:
             return Step(jobs=detections)
         info = state.info
