@@ -630,14 +630,14 @@ def _samples_png(samples: _Samples) -> bytes:
     `ImageMediaIO` default mode), and Pillow, the OCR engine and the test double do the same.
     """
     data, width, height = samples.data, samples.width, samples.height
-    if _grey_at_a_glance(data, width * 3, height):
+    row_bytes = width * 3
+    if _grey_at_a_glance(data, row_bytes, height):
         # Pillow packs each channel out of the pixels in C; equal channels make a grey page.
         pixels = Image.frombuffer("RGB", (width, height), data, "raw", "RGB", 0, 1)
         plane = _padded_rows(pixels, "R", width)
         if plane == _padded_rows(pixels, "G", width) and plane == _padded_rows(pixels, "B", width):
             return _png(_scanlines(plane), samples, _GREY)
     # The RGB bytes as a grey image three times as wide: Pillow maps them instead of copying.
-    row_bytes = width * 3
     rgb_bytes = Image.frombuffer("L", (row_bytes, height), data, "raw", "L", 0, 1)
     return _png(_scanlines(_padded_rows(rgb_bytes, "L", row_bytes)), samples, _RGB)
 

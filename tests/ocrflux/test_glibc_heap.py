@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import ctypes
 import resource
-import subprocess
-import sys
 
 import pytest
 
 from ocrflux.render_pool import RenderPool
-from tests.fakes.fixtures import REPO_ROOT
+from tests.fixtures.processes import python_probe
 
 MB = 1024 * 1024
 
@@ -44,15 +42,7 @@ print(kept, faults_per_page())
 
 
 def _probe(mode: str, **env: str) -> tuple[str, int]:
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, mode],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), **env},
-    )
-    kept, faults = done.stdout.split()
+    kept, faults = python_probe(PROBE, mode, **env).split()
     return kept, int(faults)
 
 

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from tests.fixtures.processes import python_probe
 
 # Counts glibc's mmapped blocks while a 300 KB buffer is held, twice in a row: glibc mmaps the
 # first (above its initial 128 KiB threshold) and, unless the threshold was fixed, raises the
@@ -37,15 +33,7 @@ print(mmapped_while_holding(300_000) - before, mmapped_while_holding(300_000) - 
 
 
 def _probe(mode: str, **env: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, mode],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), **env},
-    )
-    return done.stdout.split()
+    return python_probe(PROBE, mode, **env).split()
 
 
 @pytest.fixture(autouse=True)
@@ -89,12 +77,4 @@ print(round(before - resident_mb()))
 
 
 def test_releasing_the_free_heap_gives_freed_blocks_below_the_top_back() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", TRIM_PROBE],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
-    )
-    assert int(done.stdout) >= 30  # of the 40 MB freed
+    assert int(python_probe(TRIM_PROBE)) >= 30  # of the 40 MB freed
