@@ -23,7 +23,7 @@ import io
 import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from ocrflux.errors import OcrfluxError
@@ -270,7 +270,7 @@ def link_figures(result: R, folder: str, *, keep_data: bool = False) -> R:
             body = figure_markdown(by_number[block.figure], links[block.figure])
         start = block.start + shift
         shift += len(body) - (block.end - block.start)
-        blocks.append(block.model_copy(update={"start": start, "end": start + len(body)}))
+        blocks.append(replace(block, start=start, end=start + len(body)))
         pieces.append(body)
         cursor = block.end
     pieces.append(text[cursor:])

