@@ -231,7 +231,7 @@ class AssembleHandler:
 
     def sweep(self) -> None:
         """Relaunch jobs of owned, unfinished documents that nothing here is working on, and
-        forget finished jobs of documents this worker no longer holds."""
+        forget finished jobs and table plans of documents this worker no longer holds."""
         documents = launched = 0
         held = set()
         for state in self.assembler.documents():  # the table holds owned partitions only
@@ -241,6 +241,7 @@ class AssembleHandler:
             launched += relaunched
         for key in [k for k, t in self.inflight.items() if t.done() and k[1] not in held]:
             del self.inflight[key]
+        self.assembler.keep_plans(held)
         if launched:
             _log.info("relaunched %d merge job(s) of %d document(s)", launched, documents)
 

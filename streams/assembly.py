@@ -1,8 +1,7 @@
 """The assembler's state machine: page results in, merge jobs and one document result out.
 
 All state lives in one key-value store (a changelog-backed table, a dict in tests), in small
-entries so
-that no value grows with the page count:
+entries so that no value grows with the page count:
 
     "<doc_id>"                DocState      counts, token usage
                               (EmittedDoc once its result is out: a few dozen bytes)
@@ -16,18 +15,29 @@ merges) are *jobs* that the agent runs outside the loop; their outcomes come bac
 the same topic. The first record for a page, pair or table wins and later copies are ignored, so
 replays after a crash rebuild exactly the same state and the same result. The result itself is
 built by `ocrflux.document.build_result`, the function the direct driver uses.
+
+An outcome costs a look at its own pair or table chain, not at every page: the document's
+state counts the detections still to come, and the table-merge chains, fixed once every
+detection is in, are kept in memory (`_TablePlan`). The whole document is looked at when a
+count runs out, and by the first outcome after a restart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
 from pydantic import BaseModel, Field, TypeAdapter
 
 from ocrflux.document import build_result, detection_warning, pairs_to_detect
-from ocrflux.merge import ready_table_merges, table_merge_chains, table_merges_done
+from ocrflux.merge import (
+    Pages,
+    TablePair,
+    ready_table_merges,
+    table_merge_chains,
+    table_merges_done,
+)
 from schemas.records import (
     DocumentCancelled,
     DocumentInfo,
@@ -204,9 +214,49 @@ class _PagesView(Mapping[int, PageResult]):
         return isinstance(page, int) and page_key(self._state.doc_id, page) in self._store
 
 
+class _ElementsView(Sequence[list[str] | None]):
+    """Every page's elements by page index (None for a page not in), read when asked for."""
+
+    def __init__(self, store: Mapping[str, Any], state: DocState) -> None:
+        self._store = store
+        self._state = state
+
+    def __len__(self) -> int:
+        return self._state.info.num_pages
+
+    @overload
+    def __getitem__(self, page: int) -> list[str] | None: ...
+    @overload
+    def __getitem__(self, page: slice) -> Sequence[list[str] | None]: ...
+    def __getitem__(self, page: int | slice) -> Any:
+        if isinstance(page, slice):
+            return [self[p] for p in range(len(self))[page]]
+        entry = self._store.get(page_key(self._state.doc_id, page))
+        return entry.result.elements if entry is not None else None
+
+
+@dataclass
+class _TablePlan:
+    """A document's table-merge chains, worked out once every detection is in (pages and
+    detections never change after their first record, so neither do the chains), and the
+    links still without an outcome. Kept in memory only: after a restart the first look at the
+    whole document makes it again."""
+
+    first_seen_at: float
+    submission: str | None
+    chains: list[list[TablePair]]
+    chain_of: dict[tuple[int, int], int]  # a link's first element: its chain's index
+    open: set[tuple[int, int]]
+
+    def fits(self, state: DocState) -> bool:
+        """Whether it was made for this assembly of the document (not one since restarted)."""
+        return (self.first_seen_at, self.submission) == (state.first_seen_at, state.info.submission)
+
+
 class Assembler:
     def __init__(self, store: MutableMapping[str, Any]) -> None:
         self.store = store
+        self._plans: dict[str, _TablePlan] = {}
 
     def apply(
         self,
@@ -241,6 +291,9 @@ class Assembler:
         else:
             key = table_key(record.doc_id, record.page, record.i)
             if key in self.store:
+                plan = self._plans.get(record.doc_id)
+                if plan is not None and plan.fits(state) and plan.open:
+                    return Step()  # its chain moved on when the first copy came in
                 return self._advance(state, at)
             self.store[key] = StoredTable(html=record.html, at=at)
             state.tables_done += 1
@@ -250,6 +303,8 @@ class Assembler:
             # Others are still to come, each listed when it became ready (the sweep lists
             # lost ones again): not worth a look at every page of the document per outcome.
             return Step()
+        if isinstance(record, TableMerged) and (step := self._next_link(state, record)) is not None:
+            return step
         return self._advance(state, at)
 
     def _finished_already(
@@ -402,28 +457,61 @@ class Assembler:
             pages = [done[p].elements if p in done else None for p in range(info.num_pages)]
             chains = table_merge_chains(pages, pairs)
             outcomes = self._table_outcomes(state.doc_id, chains)
+            self._plans[state.doc_id] = _TablePlan(
+                first_seen_at=state.first_seen_at,
+                submission=info.submission,
+                chains=chains,
+                chain_of={pair.first: n for n, chain in enumerate(chains) for pair in chain},
+                open={pair.first for chain in chains for pair in chain} - outcomes.keys(),
+            )
             if not table_merges_done(chains, outcomes):
-                return Step(
-                    jobs=[
-                        TableJob(
-                            state.doc_id,
-                            pair.page,
-                            pair.i,
-                            pair.j,
-                            table1,
-                            table2,
-                            info.options.max_page_retries,
-                            info.engine,
-                        )
-                        for pair, table1, table2 in ready_table_merges(chains, pages, outcomes)
-                    ]
-                )
+                return Step(jobs=self._table_jobs(state, chains, pages, outcomes))
         if at is None:
             return Step()  # complete: applying the record that completed it emits the result
         return self._emit(state, done, detected, pairs, outcomes, at)
 
+    def _next_link(self, state: DocState, record: TableMerged) -> Step | None:
+        """The merge this new outcome makes ready in its own chain, without a look at every
+        page (other chains are independent of it); None when the whole document must be looked
+        at: no plan for it here, or this was the last outcome to come."""
+        plan = self._plans.get(state.doc_id)
+        if plan is None or not plan.fits(state):
+            return None
+        link = (record.page, record.i)
+        plan.open.discard(link)
+        chain = plan.chain_of.get(link)
+        if not plan.open or chain is None:
+            return None
+        chains = [plan.chains[chain]]
+        outcomes = self._table_outcomes(state.doc_id, chains)
+        return Step(
+            jobs=self._table_jobs(state, chains, _ElementsView(self.store, state), outcomes)
+        )
+
+    def _table_jobs(
+        self,
+        state: DocState,
+        chains: list[list[TablePair]],
+        pages: Pages,
+        outcomes: dict[tuple[int, int], str | None],
+    ) -> list[Job]:
+        options = state.info.options
+        return [
+            TableJob(
+                state.doc_id,
+                pair.page,
+                pair.i,
+                pair.j,
+                table1,
+                table2,
+                options.max_page_retries,
+                state.info.engine,
+            )
+            for pair, table1, table2 in ready_table_merges(chains, pages, outcomes)
+        ]
+
     def _table_outcomes(
-        self, doc_id: str, chains: list[list[Any]]
+        self, doc_id: str, chains: list[list[TablePair]]
     ) -> dict[tuple[int, int], str | None]:
         outcomes: dict[tuple[int, int], str | None] = {}
         for chain in chains:
@@ -501,6 +589,7 @@ class Assembler:
         the results topic, kept to answer later submissions.
         """
         assert step.result is not None
+        self._plans.pop(step.result.doc_id, None)
         partition, offset = position if position is not None else (None, None)
         self.store[step.result.doc_id] = EmittedDoc(
             status=step.result.status,
@@ -539,9 +628,15 @@ class Assembler:
             submission=info.submission if info else None,
         )
 
+    def keep_plans(self, doc_ids: set[str]) -> None:
+        """Drop the table plans of documents other than `doc_ids` (those this worker holds)."""
+        for doc_id in self._plans.keys() - doc_ids:
+            del self._plans[doc_id]
+
     def forget(self, doc_id: str) -> None:
         """Drop a finished document's marker: its next page starts a new assembly."""
         del self.store[doc_id]
+        self._plans.pop(doc_id, None)
 
     def mark_resent(self, step: Step, position: tuple[int, int]) -> None:
         """Record that `step.resend` answered its submission, now from `position`."""

@@ -452,3 +452,82 @@ def test_a_detection_stored_without_its_count_is_recounted_when_replayed() -> No
     steps, _ = run(assembler, [last])
     (result,) = results(steps)
     assert result.document_text == REPORT_TEXT
+
+
+def _table(page: int) -> str:
+    return f"<table><tr><td>p{page}</td></tr></table>"
+
+
+def _merged(job: TableJob) -> TableMerged:
+    """A merged table's answer: the rows of both tables in one."""
+    html = job.table1.removesuffix("</table>") + job.table2.removeprefix("<table>")
+    return TableMerged(doc_id=job.doc_id, page=job.page, i=job.i, j=job.j, html=html)
+
+
+def _tables_document(assembler: Assembler, pages: int) -> list[TableJob]:
+    """A document of one table a page: one table over pages 0-5, then two-page tables (6-7,
+    8-9, ...). Its pages and detections are applied; the table merges ready first come back."""
+    info = INFO.model_copy(update={"stop_page": pages, "num_pages": pages})
+    for page in range(pages):
+        result = PageResult(index=page, elements=[_table(page)])
+        assembler.apply(PageDone(doc_id="tables", info=info, result=result), partition=0, at=1)
+    jobs: list[TableJob] = []
+    for first in range(pages - 1):
+        pairs = [(0, 0)] if first < 5 or first % 2 == 0 else []
+        step = assembler.apply(
+            PairsDetected(doc_id="tables", first=first, pairs=pairs), partition=0, at=2
+        )
+        jobs += [job for job in step.jobs if isinstance(job, TableJob)]
+    return jobs
+
+
+def _answer_tables(assembler: Assembler, jobs: list[TableJob]) -> list[Step]:
+    """Answer the jobs and those they lead to, each once (the agent's in-flight set)."""
+    steps, queue = [], list(jobs)
+    launched = {job.key for job in jobs}
+    while queue:
+        step = assembler.apply(_merged(queue.pop(0)), partition=0, at=3)
+        fresh = [j for j in step.jobs if isinstance(j, TableJob) and j.key not in launched]
+        launched.update(job.key for job in fresh)
+        queue += fresh
+        steps.append(step)
+    return steps
+
+
+def test_a_table_merge_outcome_does_not_look_at_every_page() -> None:
+    pages = 400
+    store = _CountingStore()
+    assembler = Assembler(store)
+    jobs = _tables_document(assembler, pages)
+    # The long table's last link, and every two-page table: (pages - 6) / 2 of them.
+    assert sorted(job.page for job in jobs) == [4, *range(6, pages - 1, 2)]
+    store.reads = 0
+    steps = _answer_tables(assembler, jobs)
+    # Looking at every page on each outcome would be about 2,000 reads each, 400,000 in all.
+    assert store.reads < 20 * pages
+    assert len(steps) == 5 + (pages - 6) // 2  # each link merged once
+    (result,) = results(steps)
+    assert result.status == "completed"
+    rows = "".join(f"<tr><td>p{page}</td></tr>" for page in range(6))
+    assert result.document_text.startswith(f"<table>{rows}</table>")  # merged in chain order
+    assert f"<table><tr><td>p{pages - 2}</td></tr><tr><td>p{pages - 1}</td></tr></table>" in (
+        result.document_text
+    )
+
+
+def test_table_merges_finish_after_a_restart_and_ignore_repeated_outcomes() -> None:
+    store: dict = {}
+    jobs = {job.page: job for job in _tables_document(Assembler(store), 12)}
+    assert sorted(jobs) == [4, 6, 8, 10]
+    first = Assembler(store)  # restarted: no chains in memory, the whole document looked at
+    step = first.apply(_merged(jobs.pop(4)), partition=0, at=3)  # the long table's last link
+    ready = {job.page: job for job in step.jobs if isinstance(job, TableJob)}
+    assert sorted(ready) == [3, 6, 8, 10]  # the next link, and those still unanswered
+    assert first.apply(_merged(ready[6]), partition=0, at=3).jobs == []  # no link before it
+    assert first.apply(_merged(ready[6]), partition=0, at=3).jobs == []  # a repeat: nothing new
+    second = Assembler(store)  # restarted again, mid-chain
+    steps = _answer_tables(second, [ready[3], ready[8], ready[10]])
+    (result,) = results(steps)
+    rows = "".join(f"<tr><td>p{page}</td></tr>" for page in range(6))
+    assert result.status == "completed"
+    assert result.document_text.startswith(f"<table>{rows}</table>")
