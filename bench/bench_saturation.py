@@ -38,6 +38,8 @@ RATE = 32.0
 #: (C, mean service time s): the same C / mean for every row.
 ROWS = [(8, 8 / RATE), (32, 32 / RATE), (128, 128 / RATE)]
 GOAL = 0.95
+#: Issue 16: at the largest C, every slot busy within this long of the first call.
+FILL_GOAL_S = 0.5
 WORKERS = ("split", "recognize", "assemble")
 
 
@@ -138,7 +140,7 @@ def report(
                 share.cell("{:.1f}%", 100),
                 Spread.of([total / b.wall_s for b in row.batches]).cell(),
                 harness.kinds_cell(counted[-1], needed) + ("" if same else " (runs differ)"),
-                fill.cell("{:.1f}"),
+                fill.cell("{:.2f}"),
                 Spread.of([b.double["utilisation"] for b in row.batches]).cell("{:.0f}%", 100),
                 Spread.of([b.cores([*WORKERS, "kafka broker"]) for b in row.batches]).cell(
                     "{:.2f}"
@@ -153,10 +155,18 @@ def report(
                 f"(C={row.capacity}, {row.mean:g} s)",
                 f"{share.mid:.1%} ({walls.mid:.2f} s, ideal {row.ideal_s:.2f} s; requests "
                 f"{'as needed' if same else 'differ from the needed'}; C in flight after "
-                f"{fill.mid:.1f} s)",
+                f"{fill.mid:.2f} s)",
                 goal(met),
             )
         )
+        if row.capacity == ROWS[-1][0]:
+            goals.append(
+                (
+                    f"C={row.capacity} in flight within {FILL_GOAL_S} s of the first call",
+                    f"{fill.cell('{:.2f}')} s (min / median / max)",
+                    goal(fill.mid <= FILL_GOAL_S),
+                )
+            )
     notes = [
         f"{size.documents} PDFs of {size.pages} pages submitted at once, cross-page merge on "
         f"(bench/corpus.py: per 8 pages a paragraph over pages 1-2, a word hyphenated over "
