@@ -24,9 +24,9 @@ count runs out, and by the first outcome after a restart.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, overload
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
@@ -214,36 +214,16 @@ class _PagesView(Mapping[int, PageResult]):
         return isinstance(page, int) and page_key(self._state.doc_id, page) in self._store
 
 
-class _ElementsView(Sequence[list[str] | None]):
-    """Every page's elements by page index (None for a page not in), read when asked for."""
-
-    def __init__(self, store: Mapping[str, Any], state: DocState) -> None:
-        self._store = store
-        self._state = state
-
-    def __len__(self) -> int:
-        return self._state.info.num_pages
-
-    @overload
-    def __getitem__(self, page: int) -> list[str] | None: ...
-    @overload
-    def __getitem__(self, page: slice) -> Sequence[list[str] | None]: ...
-    def __getitem__(self, page: int | slice) -> Any:
-        if isinstance(page, slice):
-            return [self[p] for p in range(len(self))[page]]
-        entry = self._store.get(page_key(self._state.doc_id, page))
-        return entry.result.elements if entry is not None else None
-
-
 @dataclass
 class _TablePlan:
-    """A document's table-merge chains, worked out once every detection is in (pages and
-    detections never change after their first record, so neither do the chains), and the
-    links still without an outcome. Kept in memory only: after a restart the first look at the
-    whole document makes it again."""
+    """A document's table-merge chains and its pages' elements, worked out once every
+    detection is in (pages and detections never change after their first record, so neither do
+    the chains), and the links still without an outcome. Kept in memory only: after a restart
+    the first look at the whole document makes it again."""
 
     first_seen_at: float
     submission: str | None
+    pages: Pages  # the stored element lists themselves, not copies
     chains: list[list[TablePair]]
     chain_of: dict[tuple[int, int], int]  # a link's first element: its chain's index
     open: set[tuple[int, int]]
@@ -460,6 +440,7 @@ class Assembler:
             self._plans[state.doc_id] = _TablePlan(
                 first_seen_at=state.first_seen_at,
                 submission=info.submission,
+                pages=pages,
                 chains=chains,
                 chain_of={pair.first: n for n, chain in enumerate(chains) for pair in chain},
                 open={pair.first for chain in chains for pair in chain} - outcomes.keys(),
@@ -484,9 +465,7 @@ class Assembler:
             return None
         chains = [plan.chains[chain]]
         outcomes = self._table_outcomes(state.doc_id, chains)
-        return Step(
-            jobs=self._table_jobs(state, chains, _ElementsView(self.store, state), outcomes)
-        )
+        return Step(jobs=self._table_jobs(state, chains, plan.pages, outcomes))
 
     def _table_jobs(
         self,
