@@ -10,9 +10,9 @@ never run ahead of the work.
 - Every `commit_interval_s` each partition's position below which all records finished is
   committed. A crash therefore re-delivers only records whose effects may be missing, and the
   handlers are idempotent.
-- While every slot is taken, or while `hold()` says so (the model is unreachable), fetching is
-  paused and the consumer keeps polling, so the group keeps the member and Kafka keeps the
-  records until they can be worked on.
+- While every slot is taken, or while `hold()` says so (the model is unreachable), no record is
+  taken; when nothing finishes for `HOLD_POLL_S`, fetching is paused and the consumer polls, so
+  the group keeps the member and Kafka keeps the records until they can be worked on.
 - On revocation the runner stops taking records of those partitions, waits (bounded) for the
   ones in hand, commits and calls `on_revoke`. On assignment it calls `on_assign` (table
   restore) before it hands out any record of the new partitions; records fetched too early are
@@ -22,7 +22,6 @@ never run ahead of the work.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -141,14 +140,19 @@ class RoleRunner:
                     "stopped" if held else "resumed",
                     len(self._tasks),
                 )
-            self._pause(full or held)
             if full or held:
                 self._progress.clear()
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self._progress.wait(), HOLD_POLL_S)
-                # A poll with every partition paused returns nothing but keeps the member alive.
-                self._give_back(await self._consumer.getmany(timeout_ms=0))
+                except TimeoutError:
+                    # Nothing finished meanwhile: a poll with every partition paused returns
+                    # nothing but keeps the member alive. Only then: aiokafka throws away the
+                    # records it fetched ahead for a partition polled while paused, so a poll
+                    # after every finished record fetched each record again.
+                    self._pause(True)
+                    self._give_back(await self._consumer.getmany(timeout_ms=0))
                 continue
+            self._pause(False)
             batch = await self._consumer.getmany(
                 timeout_ms=200, max_records=self._concurrency - len(self._tasks)
             )
