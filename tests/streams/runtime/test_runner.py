@@ -28,20 +28,32 @@ async def _until(condition, timeout_s: float = 60.0) -> None:  # type: ignore[no
         await asyncio.sleep(0.05)  # poll interval
 
 
+def _numbered_records(bootstrap: str, prefix: str, *, partitions: int) -> KafkaSettings:
+    """Fresh topics with `RECORDS` records on the pages topic, values 0, 1, ... spread over its
+    partitions in turn."""
+    settings = KafkaSettings(
+        kafka_bootstrap_servers=bootstrap,
+        ocrflux_topic_prefix=prefix,
+        kafka_topic_partitions=partitions,
+    )
+    ensure_topics(settings)
+    sync = SyncProducer({"bootstrap.servers": bootstrap})
+    for n in range(RECORDS):
+        sync.produce(
+            settings.topics.pages,
+            key=f"k{n}".encode(),
+            value=str(n).encode(),
+            partition=n % partitions,
+        )
+    assert sync.flush(30) == 0
+    return settings
+
+
 async def test_rebalance_hands_each_record_to_exactly_one_member(
     kafka_bootstrap: str, unique_name: str
 ) -> None:
-    settings = KafkaSettings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        ocrflux_topic_prefix=unique_name,
-        kafka_topic_partitions=4,
-    )
-    ensure_topics(settings)
+    settings = _numbered_records(kafka_bootstrap, unique_name, partitions=4)
     topic = settings.topics.pages
-    sync = SyncProducer({"bootstrap.servers": kafka_bootstrap})
-    for n in range(RECORDS):
-        sync.produce(topic, key=f"k{n}".encode(), value=str(n).encode(), partition=n % 4)
-    assert sync.flush(30) == 0
 
     handled: dict[str, list[int]] = collections.defaultdict(list)
     release = asyncio.Event()
@@ -104,17 +116,8 @@ async def test_records_fetched_ahead_are_handed_out_not_fetched_again(
     """With one record in hand at a time (the assembler), each finished record used to be
     followed by a poll with fetching paused, on which aiokafka throws away what it had fetched
     ahead: every record was fetched again, a broker round trip each."""
-    settings = KafkaSettings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        ocrflux_topic_prefix=unique_name,
-        kafka_topic_partitions=1,
-    )
-    ensure_topics(settings)
-    topic = settings.topics.page_results
-    sync = SyncProducer({"bootstrap.servers": kafka_bootstrap})
-    for n in range(RECORDS):
-        sync.produce(topic, key=b"doc", value=str(n).encode(), partition=0)
-    assert sync.flush(30) == 0
+    settings = _numbered_records(kafka_bootstrap, unique_name, partitions=1)
+    topic = settings.topics.pages
 
     handled: list[int] = []
 
