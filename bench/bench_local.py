@@ -37,9 +37,10 @@ from bench.metrics import levenshtein, normalise
 from bench.report import BENCHMARKS, write_section
 from ocrflux.engines.local import cpu_count, open_local_engine
 from ocrflux.ocr import MODEL_ID
-from ocrflux.render import RenderedPage, open_document
+from ocrflux.pages import RenderedPage, TableMode
+from ocrflux.render import open_document
 from ocrflux.settings import CoreSettings
-from ocrflux.textlayer import TableMode, read_text_layer
+from ocrflux.textlayer import read_text_layer
 from tests.ocrflux.docgen import (
     available_fonts,
     make_scan,

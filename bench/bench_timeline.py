@@ -45,17 +45,30 @@ FULL_RUNS, QUICK_RUNS = 5, 1
 CONVERT_GOAL_S = 0.3  # over the lower bound plus rendering
 STREAM_GOAL_S = 0.2  # more than `convert`
 CALL_TIMEOUT_S = 120.0
-CONVERT_IMPORTS = "`ocrflux convert`'s imports (`ocrflux.convert_command`, timed in-process)"
+CONVERT_IMPORTS = (
+    "`ocrflux convert`'s imports before it forks its head start (`ocrflux.convert_command`, "
+    "timed in-process)"
+)
+CONVERT_DRIVER_IMPORTS = (
+    "`ocrflux convert`'s imports after the fork, while the head start renders "
+    "(`ocrflux.convert`, `ocrflux.engines`)"
+)
 #: Start-up rows: what a command costs before it does any work. `--version` is a whole process
-#: (interpreter and the CLI's imports); the others time the command's imports inside a process,
-#: since a process that imports them also pays about 0.25 s of teardown freeing them, which the
-#: commands skip (`ocrflux.cli._exit_now`).
+#: (interpreter and the CLI's imports); the others time the command's imports inside a process
+#: (after the modules of the third item, untimed), since a process that imports them also pays
+#: about 0.25 s of teardown freeing them, which the commands skip (`ocrflux.cli._exit_now`).
 STARTUP = {
-    "`ocrflux --version` (interpreter and imports)": ("process", "--version"),
-    CONVERT_IMPORTS: ("imports", "ocrflux.cli, ocrflux.convert_command"),
+    "`ocrflux --version` (interpreter and imports)": ("process", "--version", ""),
+    CONVERT_IMPORTS: ("imports", "ocrflux.cli, ocrflux.convert_command", ""),
+    CONVERT_DRIVER_IMPORTS: (
+        "imports",
+        "ocrflux.convert, ocrflux.engines",
+        "ocrflux.cli, ocrflux.convert_command",
+    ),
     "`ocrflux submit`'s imports (`connectors.cli_commands`, timed in-process)": (
         "imports",
         "ocrflux.cli, connectors.cli_commands",
+        "",
     ),
 }
 
@@ -89,8 +102,8 @@ def measure(broker: Broker, work: Path, quick: bool = False) -> Section:
             stream = [submit_run(pipe, document, work, needed) for document in submitted]
         convert = [convert_run(double, document, work, needed) for document in converted]
         startup = {
-            label: [startup_s(how, what) for _ in range(runs)]
-            for label, (how, what) in STARTUP.items()
+            label: [startup_s(how, what, after) for _ in range(runs)]
+            for label, (how, what, after) in STARTUP.items()
         }
     finally:
         double.proc.stop()
@@ -106,11 +119,14 @@ def render_s(document: corpus.Document) -> float:
     return time.monotonic() - began
 
 
-def startup_s(how: str, what: str) -> float:
-    """Seconds of a `STARTUP` row: a whole `ocrflux` process, or importing modules in one."""
+def startup_s(how: str, what: str, after: str) -> float:
+    """Seconds of a `STARTUP` row: a whole `ocrflux` process, or importing modules in one
+    (`after` imported first, untimed)."""
     if how == "process":
         return command_s(["-m", "ocrflux.cli", what], {})
     code = f"import time; t = time.perf_counter(); import {what}; print(time.perf_counter() - t)"
+    if after:
+        code = f"import {after}; {code}"
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=harness.REPO,
@@ -370,8 +386,10 @@ def report(
         "expected document, model requests against the direct driver's count.",
         "Workers: split, recognize and assemble as separate processes, warm (a document "
         f"converted before); {harness.worker_settings()}. `ocrflux convert` runs the direct "
-        "driver in its own process (`--engine vllm`). *Rendering*: opening the PDF and "
-        "rendering its 8 pages in one process (the production renderer), measured here.",
+        "driver in its own process (`--engine vllm`); its pages render in its head start, a "
+        "process it forks once its options are read, while it imports the driver "
+        "(`ocrflux.head_start`). *Rendering*: opening the PDF and rendering its 8 pages in "
+        "one process (the production renderer), measured here.",
     ]
     body = [
         header(COMMAND, broker.version, started, notes, quick=quick),
@@ -387,13 +405,16 @@ def report(
         "",
         table(["call", *COLUMNS], timeline),
     ]
+    imports = (
+        Spread.of(startup[CONVERT_IMPORTS]).mid + Spread.of(startup[CONVERT_DRIVER_IMPORTS]).mid
+    )
     goals = [
         (
             "8-page document, C=8, 0.25 s: `ocrflux convert` within 0.3 s of the lower bound "
             "plus rendering",
             f"{direct.mid:.2f} s (lower bound {bound:.2f} s, rendering {rendering:.2f} s, "
             f"first model call after {Spread.of(converted['first model call']).mid:.2f} s, "
-            f"{Spread.of(startup[CONVERT_IMPORTS]).mid:.2f} s of it importing)",
+            f"{imports:.2f} s of it importing)",
             goal(direct.mid <= limit),
         ),
         (

@@ -198,11 +198,9 @@ def _print_json(value: dict[str, Any]) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    import asyncio
-
     from ocrflux.convert_command import run_convert
 
-    return asyncio.run(run_convert(args))
+    return run_convert(args)
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ A caller is waiting, so a model outage longer than the client's bounded wait end
 conversion at once with a `failed` result (`vllm_unavailable`): the caller can retry later.
 Pages are never filled from text layers because the model was unreachable; only a page the
 model answered badly, after its attempts, becomes a fallback page. For the `vllm` engine pages
-render without their text layer (`ocrflux.engines.factory.defer_text_layer`); a fallback page
+render without their text layer (`ocrflux.pages.defer_text_layer`); a fallback page
 takes its text layer then, from the still open document, in the executor.
 """
 
@@ -31,10 +31,10 @@ from ocrflux.document import (
     pairs_to_detect,
 )
 from ocrflux.engines.base import Engine, Pair, with_text_layer
-from ocrflux.engines.factory import defer_text_layer, text_layer_tables
 from ocrflux.errors import InputError, OcrfluxError
 from ocrflux.figures import Crop, crop_figures, document_figures, with_crops
-from ocrflux.render import Document, RenderedPage, open_document
+from ocrflux.head_start import HeadStart
+from ocrflux.pages import OpenedDocument, OpenOptions, RenderedPage, open_options
 from ocrflux.render_pool import PageRenderer, RenderPool
 from schemas.options import ConversionOptions
 from schemas.results import DocumentResult, ErrorInfo, PageResult, TokenUsage
@@ -55,21 +55,18 @@ async def convert_document(
     executor: Executor | None = None,
     renders: RenderPool | None = None,
     progress: ProgressCallback | None = None,
+    head_start: HeadStart | None = None,
 ) -> DocumentResult:
-    """Convert one document. Bad input and backend failures come back as a `failed` result."""
+    """Convert one document. Bad input and backend failures come back as a `failed` result.
+    `head_start`: its pages were forked off to render while the caller started up
+    (`ocrflux convert`); it is used if it renders the way this conversion needs, and closed."""
     options = options or ConversionOptions()
     loop = asyncio.get_running_loop()
     started = time.monotonic()
     identity = _Identity(doc_id=doc_id, source=source, engine=engine.name, model=engine.model)
-    limits = {k: v for k, v in (("max_bytes", max_bytes), ("max_pages", max_pages)) if v}
-    vllm = engine.name == "vllm"
-    tables = text_layer_tables(engine.name, vllm_configured=vllm)
-    deferred = defer_text_layer(engine.name, vllm_configured=vllm)
-    opening = partial(
-        open_document, data, text_layer_tables=tables, defer_text_layer=deferred, **limits
-    )
+    how = open_options(engine.name, max_bytes=max_bytes, max_pages=max_pages)
     try:
-        document = await loop.run_in_executor(executor, opening)
+        document = await loop.run_in_executor(executor, _open, data, how, head_start)
     except InputError as exc:
         return failed_result(exc, options=options, timings=_since(started), **identity)
     try:
@@ -122,8 +119,17 @@ async def convert_document(
     return with_crops(result, crops) if result.figures else result
 
 
+def _open(data: bytes, how: OpenOptions, head_start: HeadStart | None) -> OpenedDocument:
+    """The document from the head start if it opened it this way, else opened here."""
+    if head_start is not None:
+        document = head_start.open(data, how)
+        if document is not None:
+            return document
+    return how.open(data)
+
+
 async def _crop(
-    document: Document,
+    document: OpenedDocument,
     done: dict[int, PageResult],
     options: ConversionOptions,
     executor: Executor | None,

@@ -33,7 +33,7 @@ from schemas.results import DocumentResult, ErrorInfo, Figure, FigureBox, PageFi
 if TYPE_CHECKING:  # writers of results link figures without loading PyMuPDF or Pillow
     from PIL import Image
 
-    from ocrflux.render import Document
+    from ocrflux.pages import OpenedDocument
 
 __all__ = [
     "FIGURE_IGNORED",
@@ -172,7 +172,7 @@ def crop_box(image: Image.Image, box: FigureBox) -> Crop:
 
 
 def crop_figures(
-    document: Document, figures: Sequence[Figure], scale: float
+    document: OpenedDocument, figures: Sequence[Figure], scale: float
 ) -> tuple[dict[int, Crop], list[ErrorInfo]]:
     """Each figure cropped from its page rendered `scale` times larger, by figure number
     (synchronous CPU work: run it in an executor). A page that cannot be rendered costs its

@@ -41,7 +41,7 @@ import threading
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Self
 
 from PIL import Image, ImageOps
@@ -57,9 +57,10 @@ from ocrflux.errors import (
 )
 from ocrflux.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PAGES, DEFAULT_MAX_PIXELS
 from ocrflux.mupdf import pymupdf
+from ocrflux.pages import RenderedPage, TableMode, page_indices
 from ocrflux.sniff import DocumentKind, sniff
-from ocrflux.textlayer import TableMode, TextLayer, read_text_layer
-from schemas.options import PageRanges, normalise_pages, selected_indices
+from ocrflux.textlayer import TextLayer, read_text_layer
+from schemas.options import PageRanges
 from schemas.results import ErrorInfo
 
 __all__ = [
@@ -69,7 +70,6 @@ __all__ = [
     "REPAIRED",
     "TARGET_LONGEST_SIDE",
     "Document",
-    "RenderedPage",
     "extract_text_layer",
     "open_document",
     "target_size",
@@ -100,20 +100,6 @@ _WHITE = (255, 255, 255)
 _LANCZOS = Image.Resampling.LANCZOS
 #: The result warning of a PDF that PyMuPDF had to repair to open (`Document.warnings`).
 REPAIRED = "repaired"
-
-
-@dataclass(frozen=True, slots=True)
-class RenderedPage:
-    """One page ready for the model: a PNG whose longest side is `TARGET_LONGEST_SIDE`."""
-
-    index: int  # 0-based position in the document, also when a page range was asked for
-    png: bytes = field(repr=False)
-    width: int
-    height: int
-    text_layer: str | None  # the PDF's own text, stripped; None when empty and for images
-    # True: the text layer was not taken while rendering (`Document.text_layer` takes it), so
-    # `text_layer` is None without saying the page has none.
-    text_layer_deferred: bool = False
 
 
 def target_size(width: float, height: float) -> tuple[int, int]:
@@ -182,12 +168,7 @@ class Document(ABC):
 
     def page_indices(self, pages: PageRanges | None = None) -> list[int]:
         """The 0-based indices `pages` selects, in order (same rules as `pages`)."""
-        try:
-            return selected_indices(
-                None if pages is None else normalise_pages(pages), self.page_count
-            )
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+        return page_indices(pages, self.page_count)
 
     def render_page(self, index: int) -> RenderedPage:
         """Render one page by 0-based index; a page that cannot be rendered raises

@@ -49,12 +49,15 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ocrflux.errors import CorruptInput
 from ocrflux.glibc_heap import keep_page_buffers
-from ocrflux.render import Document, RenderedPage, open_document
+from ocrflux.pages import OpenedDocument, RenderedPage, TableMode
 from ocrflux.sniff import DocumentKind
-from ocrflux.textlayer import TableMode
 
 if TYPE_CHECKING:  # multiprocessing is imported when processes start, not by every convert
     from concurrent.futures import ProcessPoolExecutor
+
+    # PyMuPDF and Pillow load where pages render: `ocrflux convert` may never load them
+    # (`ocrflux.head_start`).
+    from ocrflux.render import Document
 
 __all__ = ["COLD_START_PAGES", "PageRenderer", "RenderPool", "close_shared_pools", "shared_pool"]
 
@@ -87,7 +90,7 @@ class PageRenderer:
 
     def __init__(
         self,
-        document: Document,
+        document: OpenedDocument,
         *,
         pool: RenderPool | None = None,
         spool: Path | None = None,
@@ -165,7 +168,7 @@ class RenderPool:
 
     async def open_renderer(
         self,
-        document: Document,
+        document: OpenedDocument,
         data: bytes,
         *,
         pages: int,
@@ -173,14 +176,16 @@ class RenderPool:
     ) -> PageRenderer:
         """A renderer for `document` (opened from `data`) of which `pages` pages will be
         rendered; `executor` runs what renders in place."""
-        use_pool = (
-            self.processes > 0 and document.kind is DocumentKind.PDF and pages >= self.min_pages
-        )
-        if not use_pool:
+        if not self.renders(document.kind, pages):
             return PageRenderer(document, executor=executor)
         loop = asyncio.get_running_loop()
         spool = await loop.run_in_executor(executor, self._spool, data)
         return PageRenderer(document, pool=self, spool=spool, executor=executor)
+
+    def renders(self, kind: DocumentKind, pages: int) -> bool:
+        """Whether `pages` pages of a document of `kind` render in the processes (else in
+        place)."""
+        return self.processes > 0 and kind is DocumentKind.PDF and pages >= self.min_pages
 
     async def run(self, function: Callable[..., _T], *args: object) -> _T:
         """`function(*args)` in a worker process; a broken pool is replaced and re-raised."""
@@ -292,6 +297,8 @@ def _exit_with(parent: int) -> None:
 def _render_in_worker(
     path: str, index: int, tables: TableMode, defer_text_layer: bool, page_count: int
 ) -> RenderedPage:
+    from ocrflux.render import open_document
+
     document = _open.get(path)
     if document is None:
         data = Path(path).read_bytes()

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import Literal
 
 from ocrflux.layout import Box, join_lines, rows_of
 from ocrflux.mupdf import pymupdf
+from ocrflux.pages import TableMode
 from ocrflux.tables import matrix_to_html
 
-__all__ = ["TableMode", "centre_in", "find_ruled_tables"]
-
-TableMode = Literal["ruled", "always", "never"]
+__all__ = ["centre_in", "find_ruled_tables"]
 
 _RULE_THICKNESS = 2.0  # points: a filled rectangle this thin is a rule, not a box
 _RULE_MIN_LENGTH = 10.0

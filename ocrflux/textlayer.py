@@ -63,14 +63,14 @@ from ocrflux.layout import (
     reading_order,
 )
 from ocrflux.mupdf import pymupdf
-from ocrflux.ruled_tables import TableMode, centre_in, find_ruled_tables
+from ocrflux.pages import TableMode
+from ocrflux.ruled_tables import centre_in, find_ruled_tables
 
 __all__ = [
     "MAX_BAD_SHARE",
     "MIN_CHARS_PER_SQ_INCH",
     "OCR_LAYER_SHARE",
     "SCAN_COVERAGE",
-    "TableMode",
     "TextLayer",
     "TextLayerReading",
     "read_text_layer",

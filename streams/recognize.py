@@ -17,11 +17,9 @@ from functools import partial
 from pydantic import ValidationError
 
 from ocrflux.engines.base import Engine, fallback_page, with_text_layer
-from ocrflux.engines.factory import defer_text_layer, text_layer_tables
 from ocrflux.errors import OcrfluxError
-from ocrflux.render import RenderedPage
+from ocrflux.pages import RenderedPage, TableMode, defer_text_layer, text_layer_tables
 from ocrflux.tasks import TaskOutcome
-from ocrflux.textlayer import TableMode
 from schemas.records import PageDone, PageTask, decode
 from schemas.results import ErrorInfo
 from streams.cancels import Cancels, cancelled_from_info

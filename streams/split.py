@@ -21,9 +21,9 @@ from itertools import islice
 
 from ocrflux.errors import InputError
 from ocrflux.identity import content_digest, doc_id_for
-from ocrflux.render import RenderedPage, open_document
+from ocrflux.pages import RenderedPage, TableMode
+from ocrflux.render import open_document
 from ocrflux.render_pool import PageRenderer, RenderPool
-from ocrflux.textlayer import TableMode
 from schemas.records import DocumentInfo, DocumentRequest, PageDone, PageTask, ProgressEvent
 from schemas.results import ErrorInfo, PageResult
 from streams.submitted import Fetch, document_bytes
@@ -57,7 +57,7 @@ async def split_document(
 ) -> AsyncIterator[PageTask | PageDone | ProgressEvent]:
     """Page tasks (and failed pages) of one document, in page order, after a progress event.
 
-    `tables` is the text layers' table mode (`ocrflux.engines.factory.text_layer_tables`);
+    `tables` is the text layers' table mode (`ocrflux.pages.text_layer_tables`);
     `defer_text_layer` leaves them out of the page tasks (`ocrflux.engines.factory`);
     `submission` names the request's position on the documents topic (`DocumentInfo`)."""
     loop = asyncio.get_running_loop()

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ocrflux.engines.factory import defer_text_layer, text_layer_tables
 from ocrflux.errors import InputError, OcrfluxError
+from ocrflux.pages import defer_text_layer, text_layer_tables
 from ocrflux.render_pool import shared_pool
 from schemas.options import ConversionOptions
 from schemas.records import (

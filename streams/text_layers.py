@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from ocrflux.errors import OcrfluxError
+from ocrflux.pages import TableMode
 from ocrflux.render import Document, open_document
-from ocrflux.textlayer import TableMode
 from schemas.records import PageTask
 from streams.outbox import Blobs
 from streams.result_reader import DocumentReader

@@ -53,8 +53,9 @@ class ConversionPool:
     def __init__(self, settings: CoreSettings, size: int) -> None:
         self._settings = settings
         self._context = multiprocessing.get_context("forkserver")
-        # The fork server imports the core once; each conversion process forks from it.
-        self._context.set_forkserver_preload([conversion_worker.__name__])
+        # The fork server imports the core once, the renderer with it (the driver itself
+        # imports it only when it opens a document); each conversion process forks from it.
+        self._context.set_forkserver_preload([conversion_worker.__name__, "ocrflux.render"])
         self._progress: multiprocessing.SimpleQueue[Progress | None] = self._context.SimpleQueue()
         self._idle: asyncio.Queue[ProcessPoolExecutor] = asyncio.Queue()
         self._pools: list[ProcessPoolExecutor] = []

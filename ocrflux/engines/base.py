@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ocrflux.page_parse import page_elements
-from ocrflux.render import RenderedPage
+from ocrflux.pages import RenderedPage
 from ocrflux.tasks import TaskOutcome
 from schemas.results import ErrorInfo, PageResult
 

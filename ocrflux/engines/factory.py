@@ -15,7 +15,6 @@ from ocrflux.engines.base import Engine
 from ocrflux.engines.vllm import VllmEngine
 from ocrflux.errors import ModelUnavailable
 from ocrflux.settings import CoreSettings
-from ocrflux.textlayer import TableMode
 from ocrflux.vllm_client import VllmClient, server_urls
 
 _log = logging.getLogger(__name__)
@@ -37,26 +36,6 @@ def vllm_client(settings: CoreSettings) -> VllmClient:
         health_interval_s=settings.vllm_health_interval_s,
         probe_timeout_s=AUTO_PROBE_TIMEOUT_S,
     )
-
-
-def _reads_text_layers(engine: str | None, vllm_configured: bool) -> bool:
-    """The `local` engine reads every page from its text layer; for `vllm` the text layer is
-    only the fallback of a page the model fails."""
-    return engine == "local" or (engine in (None, "auto") and not vllm_configured)
-
-
-def text_layer_tables(engine: str | None, vllm_configured: bool) -> TableMode:
-    """How hard rendering should look for tables in text layers, for the engine that will read
-    the pages: the `local` engine reads tables from them; for `vllm` the text layer is only the
-    fallback of a failed page, not worth the table finder's cost on every page."""
-    return "ruled" if _reads_text_layers(engine, vllm_configured) else "never"
-
-
-def defer_text_layer(engine: str | None, vllm_configured: bool) -> bool:
-    """Whether rendering should leave the text layers for later (`open_document`'s
-    `defer_text_layer`): for `vllm`, whose drivers take a page's text layer only when the model
-    fails the page, instead of every page paying 5-6 ms of CPU while it renders."""
-    return not _reads_text_layers(engine, vllm_configured)
 
 
 async def resolve_engine_name(

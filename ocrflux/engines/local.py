@@ -32,7 +32,7 @@ from ocrflux.layout import ends_sentence, is_page_number
 from ocrflux.merge import merge_tables_without_model
 from ocrflux.ocr import MODEL_ID, OcrReader, ocr_elements
 from ocrflux.page_parse import page_elements
-from ocrflux.render import RenderedPage
+from ocrflux.pages import RenderedPage
 from ocrflux.settings import CoreSettings
 from ocrflux.tables import column_count, is_table
 from ocrflux.tasks import TaskOutcome

@@ -11,7 +11,7 @@ from ocrflux.engines.base import Pair, fallback_page
 from ocrflux.figures import page_figures
 from ocrflux.merge import accept_merged_table, merge_tables_without_model, parse_merge_pairs
 from ocrflux.page_parse import AnswerRejected, page_elements, parse_page_answer
-from ocrflux.render import RenderedPage
+from ocrflux.pages import RenderedPage
 from ocrflux.tasks import TaskOutcome, run_task
 from schemas.results import ErrorInfo, PageResult
 

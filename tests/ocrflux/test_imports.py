@@ -35,13 +35,28 @@ def test_settings_do_not_load_the_renderer() -> None:
     }
 
 
+def test_convert_loads_neither_renderer_nor_http_client_before_its_head_start() -> None:
+    # Everything `ocrflux convert` imports before it forks the process rendering its pages is
+    # paid before the first page renders; PyMuPDF and Pillow load in that child instead.
+    assert loaded_after("import ocrflux.convert_command", ["pymupdf", "PIL", "aiohttp"]) == {
+        "pymupdf": False,
+        "PIL": False,
+        "aiohttp": False,
+    }
+
+
+def test_the_direct_driver_renders_nothing_by_itself() -> None:
+    # Pages of a head start arrive rendered: the driver and the vllm engine load no renderer.
+    statement = "import ocrflux.convert, ocrflux.engines.factory, ocrflux.render_pool"
+    assert loaded_after(statement, ["pymupdf", "PIL"]) == {"pymupdf": False, "PIL": False}
+
+
 @pytest.mark.parametrize(
     "statement",
     [
-        "import ocrflux.convert_command",
+        "import ocrflux.render",
         "import streams.split_agent",
-        "import ocrflux.render_pool",
-        "import ocrflux.engines.local",
+        "import ocrflux.textlayer",
     ],
 )
 def test_pymupdf_comes_without_its_layout_model_and_llm_helpers(statement: str) -> None:

@@ -23,7 +23,8 @@ from ocrflux.convert import convert_document
 from ocrflux.engines import open_engine
 from ocrflux.engines.local import LocalEngine, continuation_pairs, cpu_count, open_local_engine
 from ocrflux.ocr import OcrLine
-from ocrflux.render import RenderedPage, open_document
+from ocrflux.pages import RenderedPage
+from ocrflux.render import open_document
 from ocrflux.settings import CoreSettings
 from schemas.results import PageResult
 from tests.ocrflux.docgen import (

@@ -20,11 +20,11 @@ from ocrflux.errors import (
     TooManyPages,
     UnsupportedType,
 )
+from ocrflux.pages import RenderedPage
 from ocrflux.render import (
     REPAIRED,
     TARGET_LONGEST_SIDE,
     Document,
-    RenderedPage,
     open_document,
     target_size,
 )

@@ -20,7 +20,8 @@ from PIL import Image
 from ocrflux.convert import convert_document
 from ocrflux.errors import DamagedPage, InputError
 from ocrflux.mupdf import pymupdf
-from ocrflux.render import RenderedPage, open_document, target_size
+from ocrflux.pages import RenderedPage
+from ocrflux.render import open_document, target_size
 from ocrflux.render_pool import COLD_START_PAGES, PageRenderer, RenderPool
 from ocrflux.settings import CoreSettings
 from tests.fakes.fixtures import REPO_ROOT

@@ -11,12 +11,11 @@ import pytest
 from PIL import Image
 
 from ocrflux.convert import convert_document
-from ocrflux.engines.factory import defer_text_layer, text_layer_tables
 from ocrflux.engines.vllm import VllmEngine
 from ocrflux.errors import DamagedPage
-from ocrflux.render import RenderedPage, open_document
+from ocrflux.pages import RenderedPage, TableMode, defer_text_layer, text_layer_tables
+from ocrflux.render import open_document
 from ocrflux.render_pool import RenderPool
-from ocrflux.textlayer import TableMode
 from ocrflux.vllm_client import VllmClient
 from schemas.options import ConversionOptions
 from tests.scenarios import REPORT_PAGE_TEXTS, pdf_with_lines, register, twelve_page_report

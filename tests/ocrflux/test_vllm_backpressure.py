@@ -17,7 +17,7 @@ import pytest
 from ocrflux.chat import ChatAnswerError, ChatRequest
 from ocrflux.engines.vllm import VllmEngine
 from ocrflux.errors import ModelUnavailable
-from ocrflux.render import RenderedPage
+from ocrflux.pages import RenderedPage
 from ocrflux.vllm_client import ClientStats, VllmClient
 from ocrflux.vllm_wire import ServerBusy
 from tests.fakes.chat_requests import sample_png

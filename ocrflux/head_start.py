@@ -1,0 +1,295 @@
+"""`ocrflux convert`'s pages rendered while the command is still loading: its head start.
+
+A one-shot `ocrflux convert` spends about 0.3 s of one core importing what it runs before it can
+send the model its first page (the HTTP client, pydantic's models, PyMuPDF). `HeadStart.fork`
+forks a process once the command has read its input and settings, before the rest is imported:
+the child imports the renderer, opens the document as the direct driver would (`open_document`,
+same limits and render mode) and renders the selected pages in order into a pipe, on the other
+core, while the parent imports the rest. The driver then takes the pages from the pipe
+(`HeadStartDocument`) and loads PyMuPDF itself only for what they do not carry: a fallback
+page's text layer, figure crops, and pages the child did not deliver (it died, say on a page that
+crashes MuPDF: the parent renders from there in place, as it would have without a head start).
+
+Same results either way: the child runs the same code on the same bytes; an input it rejects
+comes back as that `InputError`, a page it cannot render as that page's. Documents the render
+pool takes (`RenderPool.renders`) are declined once opened, and so is a head start whose render
+mode is not the one the conversion asks for (`auto` chose the other engine): the parent then
+opens the document itself. A child is forked only where `os.fork` exists and from a process with
+no other thread (a fork copies none, and a lock one held would stay held).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gc
+import logging
+import os
+import pickle
+import signal
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from ocrflux.errors import InputError
+from ocrflux.pages import OpenOptions, RenderedPage, TableMode, page_indices
+from ocrflux.sniff import DocumentKind
+from schemas.options import PageRanges
+from schemas.results import ErrorInfo
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ocrflux.render import Document
+
+__all__ = ["HeadStart", "HeadStartDocument"]
+
+_log = logging.getLogger(__name__)
+
+_LENGTH = struct.Struct(">I")
+#: The pipe's capacity asked for (Linux's default limit for any user, `pipe-max-size`).
+PIPE_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """What the child tells of the document it opened."""
+
+    kind: DocumentKind
+    page_count: int
+    warnings: list[ErrorInfo]
+    text_layer_tables: TableMode
+    defer_text_layer: bool
+
+
+class HeadStart:
+    """The parent's end of a head start: the child's PID and the pipe its messages come on."""
+
+    def __init__(self, pid: int, pipe: BinaryIO, data: bytes, options: OpenOptions) -> None:
+        self.pid = pid
+        self.data = data
+        self.options = options
+        self._pipe = pipe
+        self._lock = threading.Lock()  # pages are taken from executor threads
+        self._received: dict[int, RenderedPage | InputError] = {}
+        self._ended = False
+
+    @classmethod
+    def fork(
+        cls,
+        data: bytes,
+        options: OpenOptions,
+        *,
+        pages: PageRanges | None,
+        in_pool: Callable[[DocumentKind, int], bool],
+    ) -> HeadStart | None:
+        """Fork the child rendering `data`'s `pages` (None: where a fork is not safe here).
+        `in_pool(kind, pages)` says whether the render pool would take such a document."""
+        if not hasattr(os, "fork") or threading.active_count() > 1:
+            return None
+        read_fd, write_fd = os.pipe()
+        _widen(write_fd)
+        # Frozen objects are left alone by the collector: the child's collections (importing
+        # the renderer) would otherwise write to every object it shares with the parent,
+        # copying those pages (about 20 ms of its start).
+        gc.freeze()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # no memory or process left for it: render here instead
+            gc.unfreeze()
+            os.close(read_fd)
+            os.close(write_fd)
+            _log.warning("no head start for the pages: %s", exc)
+            return None
+        if pid != 0:
+            gc.unfreeze()
+        else:  # the child: it never returns
+            status = 1
+            try:
+                os.close(read_fd)
+                # The command's output is the parent's alone (the child may log on stderr).
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+                # Ctrl-C reaches the whole process group: the parent decides what stops.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                with os.fdopen(write_fd, "wb") as pipe:
+                    _render_into(pipe, data, options, pages, in_pool)
+                status = 0
+            except BrokenPipeError:
+                pass  # the parent stopped reading: nothing is waiting for the pages
+            except BaseException:
+                _log.exception("the head-start render process failed")
+            finally:
+                os._exit(status)
+        os.close(write_fd)
+        return cls(pid, os.fdopen(read_fd, "rb"), data, options)
+
+    def open(self, data: bytes, options: OpenOptions) -> HeadStartDocument | None:
+        """The document as the child opened it (blocking: run it in an executor), or None when
+        the child declined it, opened it otherwise than `options` ask, or ended without a
+        word (the caller opens the document itself). Raises the `InputError` it opened with."""
+        if data is not self.data or options != self.options:
+            self.close()
+            return None
+        message = self._read()
+        if isinstance(message, InputError):
+            self.close()
+            raise message
+        if not isinstance(message, _Opened):
+            self.close()
+            return None
+        return HeadStartDocument(self, message)
+
+    def take(self, index: int) -> RenderedPage | InputError | None:
+        """Page `index` as the child rendered it (blocking), None if it ended without it."""
+        with self._lock:
+            while index not in self._received:
+                message = None if self._ended else self._read()
+                if not isinstance(message, tuple):
+                    if not self._ended:
+                        _log.warning(
+                            "the head-start render process ended before page %d: the pages "
+                            "from there render in this process",
+                            index + 1,
+                        )
+                    self._ended = True
+                    return None
+                number, page = message
+                self._received[number] = page
+            return self._received.pop(index)
+
+    def close(self) -> None:
+        """End the child if it still runs, reap it and stop reading (idempotent)."""
+        pid, self.pid = self.pid, 0
+        if pid == 0:
+            return
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done == 0:
+                # It holds nothing worth finishing; killed first, so that a thread waiting
+                # for a page (holding the lock) sees the pipe end.
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass  # reaped already (a SIGCHLD handler of the embedding program)
+        with self._lock:
+            self._ended = True
+            self._received.clear()
+            self._pipe.close()
+
+    def _read(self) -> Any:
+        """The next message; None at the end of the pipe (the child exited or died)."""
+        try:
+            head = self._pipe.read(_LENGTH.size)
+            if len(head) < _LENGTH.size:
+                return None
+            (length,) = _LENGTH.unpack(head)
+            body = self._pipe.read(length)
+            if len(body) < length:
+                return None
+            return pickle.loads(body)
+        except (OSError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+            _log.warning("the head-start render process's pipe broke: %r", exc)
+            return None
+
+
+class HeadStartDocument:
+    """The opened document for the direct driver, pages from the head start: what
+    `ocrflux.render.Document` offers the driver, PyMuPDF loaded only for what pages lack."""
+
+    def __init__(self, head_start: HeadStart, opened: _Opened) -> None:
+        self.kind = opened.kind
+        self.page_count = opened.page_count
+        self.warnings = opened.warnings
+        self.text_layer_tables: TableMode = opened.text_layer_tables
+        self.defer_text_layer = opened.defer_text_layer
+        self._head_start = head_start
+        self._own: Document | None = None
+        self._own_lock = threading.Lock()
+        self._closed = False
+
+    def page_indices(self, pages: PageRanges | None = None) -> list[int]:
+        return page_indices(pages, self.page_count)
+
+    def render_page(self, index: int) -> RenderedPage:
+        page = self._head_start.take(index)
+        if page is None:
+            return self._document().render_page(index)
+        if isinstance(page, InputError):
+            raise page
+        return page
+
+    def text_layer(self, index: int) -> str | None:
+        return self._document().text_layer(index)
+
+    def render_image(self, index: int, scale: float) -> Image.Image:
+        return self._document().render_image(index, scale)
+
+    def close(self) -> None:
+        with self._own_lock:
+            self._closed = True
+            own, self._own = self._own, None
+        self._head_start.close()
+        if own is not None:
+            own.close()
+
+    def _document(self) -> Document:
+        """The parent's own copy of the document, opened on first need."""
+        with self._own_lock:
+            if self._closed:
+                raise ValueError("the document is closed")
+            if self._own is None:
+                self._own = self._head_start.options.open(self._head_start.data)
+            return self._own
+
+
+def _render_into(
+    pipe: BinaryIO,
+    data: bytes,
+    options: OpenOptions,
+    pages: PageRanges | None,
+    in_pool: Callable[[DocumentKind, int], bool],
+) -> None:
+    """The child's work: open, then every selected page in order (or decline)."""
+    try:
+        document = options.open(data)
+        indices = document.page_indices(pages)
+    except InputError as exc:
+        _send(pipe, exc)
+        return
+    if in_pool(document.kind, len(indices)):
+        _send(pipe, None)
+        return
+    opened = _Opened(
+        document.kind,
+        document.page_count,
+        document.warnings,
+        document.text_layer_tables,
+        document.defer_text_layer,
+    )
+    _send(pipe, opened)
+    for index in indices:
+        page: RenderedPage | InputError
+        try:
+            page = document.render_page(index)
+        except InputError as exc:
+            page = exc
+        _send(pipe, (index, page))
+
+
+def _widen(fd: int) -> None:
+    """Let the pipe hold a small document's pages (about 40 KB each): the child renders them
+    all while the parent is still importing, instead of one page ahead of it."""
+    setter = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux
+    if setter is None:
+        return
+    # Refused above /proc/sys/fs/pipe-max-size for this user: the default size then.
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, setter, PIPE_BYTES)
+
+
+def _send(pipe: BinaryIO, message: object) -> None:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    pipe.write(_LENGTH.pack(len(body)) + body)
+    pipe.flush()
