@@ -159,7 +159,7 @@ async def _convert(
     renders: RenderPool,
     head_start: HeadStart | None,
 ) -> DocumentResult:
-    # Imported once the head start has forked, which renders meanwhile (about 0.15 s).
+    # Imported once the head start has forked: it renders meanwhile (about 0.1 s of imports).
     from ocrflux.convert import convert_document
     from ocrflux.engines import open_engine
 

@@ -21,7 +21,6 @@ no other thread (a fork copies none, and a lock one held would stay held).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gc
 import logging
 import os
@@ -140,8 +139,10 @@ class HeadStart:
             self.close()
             raise message
         if not isinstance(message, _Opened):
+            _log.debug("the head start (pid %d) left the document to this process", self.pid)
             self.close()
             return None
+        _log.debug("the document's pages come from the head start (pid %d)", self.pid)
         return HeadStartDocument(self, message)
 
     def take(self, index: int) -> RenderedPage | InputError | None:
@@ -284,6 +285,8 @@ def _render_into(
 def _widen(fd: int) -> None:
     """Let the pipe hold a small document's pages (about 40 KB each): the child renders them
     all while the parent is still importing, instead of one page ahead of it."""
+    import fcntl  # POSIX, as `os.fork` is
+
     setter = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux
     if setter is None:
         return

@@ -46,6 +46,29 @@ def test_markdown_to_a_file_with_vllm_url(ocrflux_server: Any, tmp_path: Path) -
     assert "page 12/12" in done.stderr
 
 
+def test_the_pages_come_from_the_head_start(ocrflux_server: Any, tmp_path: Path) -> None:
+    # The command forks a process rendering the pages while it imports its driver
+    # (ocrflux.head_start); the figure crop is cut from the command's own copy of the PDF.
+    case = twelve_page_report()
+    register(ocrflux_server, case)
+    source = tmp_path / "report.pdf"
+    source.write_bytes(case.data)
+    out = tmp_path / "report.md"
+    done = _convert(
+        str(source),
+        "-o",
+        str(out),
+        "--engine",
+        "vllm",
+        "--debug",
+        env={"VLLM_URL": ocrflux_server.url},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "the document's pages come from the head start" in done.stderr
+    assert "A caption after the figure." in out.read_text()
+    assert (tmp_path / "report_figures" / "figure-001-page-3.png").stat().st_size > 0
+
+
 def test_text_format_and_json_result(ocrflux_server: Any, tmp_path: Path) -> None:
     case = twelve_page_report()
     register(ocrflux_server, case)
