@@ -13,7 +13,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 60
 
 # A command whose every KeyboardInterrupt is lost on its way (the loop stands in for a C
-# extension's callback that does not pass the exception on).
+# extension's callback that does not pass the exception on). The waiting loop is inside the
+# `try`: Python checks for signals at a loop's jump too, and one raised at a jump outside the
+# `try` ended the script by the signal (-2) instead of being swallowed.
 SWALLOWER = """
 import time
 from ocrflux.interrupts import end_after_interrupt
@@ -23,7 +25,8 @@ print("ready", flush=True)
 interrupts = 0
 while True:
     try:
-        time.sleep(0.01)
+        while True:
+            time.sleep(0.01)
     except KeyboardInterrupt:
         interrupts += 1
         print(f"swallowed {interrupts}", flush=True)
