@@ -59,8 +59,7 @@ class _Opened:
     kind: DocumentKind
     page_count: int
     warnings: list[ErrorInfo]
-    text_layer_tables: TableMode
-    defer_text_layer: bool
+    defer_text_layer: bool  # as asked, except for a repaired PDF (`Document.defer_text_layer`)
 
 
 class HeadStart:
@@ -206,7 +205,7 @@ class HeadStartDocument:
         self.kind = opened.kind
         self.page_count = opened.page_count
         self.warnings = opened.warnings
-        self.text_layer_tables: TableMode = opened.text_layer_tables
+        self.text_layer_tables: TableMode = head_start.options.text_layer_tables
         self.defer_text_layer = opened.defer_text_layer
         self._head_start = head_start
         self._own: Document | None = None
@@ -269,7 +268,6 @@ def _render_into(
         document.kind,
         document.page_count,
         document.warnings,
-        document.text_layer_tables,
         document.defer_text_layer,
     )
     _send(pipe, opened)

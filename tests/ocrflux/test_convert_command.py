@@ -28,11 +28,18 @@ def _convert(
     )
 
 
-def test_markdown_to_a_file_with_vllm_url(ocrflux_server: Any, tmp_path: Path) -> None:
+def _report_pdf(server: Any, tmp_path: Path) -> tuple[Path, list[str]]:
+    """The twelve-page report, its answers registered with the double, written to
+    `report.pdf`; its page keys (to inject faults by page)."""
     case = twelve_page_report()
-    register(ocrflux_server, case)
+    keys = register(server, case)
     source = tmp_path / "report.pdf"
     source.write_bytes(case.data)
+    return source, keys
+
+
+def test_markdown_to_a_file_with_vllm_url(ocrflux_server: Any, tmp_path: Path) -> None:
+    source, _ = _report_pdf(ocrflux_server, tmp_path)
     out = tmp_path / "report.md"
     done = _convert(
         str(source), "-o", str(out), "--vllm-url", ocrflux_server.url, "--engine", "vllm"
@@ -49,10 +56,7 @@ def test_markdown_to_a_file_with_vllm_url(ocrflux_server: Any, tmp_path: Path) -
 def test_the_pages_come_from_the_head_start(ocrflux_server: Any, tmp_path: Path) -> None:
     # The command forks a process rendering the pages while it imports its driver
     # (ocrflux.head_start); the figure crop is cut from the command's own copy of the PDF.
-    case = twelve_page_report()
-    register(ocrflux_server, case)
-    source = tmp_path / "report.pdf"
-    source.write_bytes(case.data)
+    source, _ = _report_pdf(ocrflux_server, tmp_path)
     out = tmp_path / "report.md"
     done = _convert(
         str(source),
@@ -70,10 +74,7 @@ def test_the_pages_come_from_the_head_start(ocrflux_server: Any, tmp_path: Path)
 
 
 def test_text_format_and_json_result(ocrflux_server: Any, tmp_path: Path) -> None:
-    case = twelve_page_report()
-    register(ocrflux_server, case)
-    source = tmp_path / "report.pdf"
-    source.write_bytes(case.data)
+    source, _ = _report_pdf(ocrflux_server, tmp_path)
     text = _convert(
         str(source),
         "--format",
@@ -104,11 +105,8 @@ def test_bad_input_exits_non_zero_with_the_error_code(tmp_path: Path) -> None:
 
 
 def test_partial_result_exits_3_unless_allowed(ocrflux_server: Any, tmp_path: Path) -> None:
-    case = twelve_page_report()
-    keys = register(ocrflux_server, case)
+    source, keys = _report_pdf(ocrflux_server, tmp_path)
     ocrflux_server.add_fault("invalid_json", task="page", pages=[keys[10]])
-    source = tmp_path / "report.pdf"
-    source.write_bytes(case.data)
     env = {"VLLM_URL": ocrflux_server.url, "OCRFLUX_ENGINE": "vllm", "MAX_PAGE_RETRIES": "1"}
     partial = _convert(str(source), "-o", str(tmp_path / "report.md"), env=env)
     assert partial.returncode == 3, partial.stderr
@@ -143,10 +141,7 @@ def test_missing_output_folders_are_created(tmp_path: Path) -> None:
 
 
 def test_unwritable_output_stops_before_converting(ocrflux_server: Any, tmp_path: Path) -> None:
-    case = twelve_page_report()
-    register(ocrflux_server, case)
-    source = tmp_path / "report.pdf"
-    source.write_bytes(case.data)
+    source, _ = _report_pdf(ocrflux_server, tmp_path)
     (tmp_path / "plain-file").write_text("not a folder")
     for out in ["plain-file/sub/out.md", "."]:
         done = _convert(
