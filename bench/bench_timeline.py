@@ -45,30 +45,39 @@ FULL_RUNS, QUICK_RUNS = 5, 1
 CONVERT_GOAL_S = 0.3  # over the lower bound plus rendering
 STREAM_GOAL_S = 0.2  # more than `convert`
 CALL_TIMEOUT_S = 120.0
-CONVERT_IMPORTS = (
-    "`ocrflux convert`'s imports before it forks its head start (`ocrflux.convert_command`, "
-    "timed in-process)"
-)
-CONVERT_DRIVER_IMPORTS = (
-    "`ocrflux convert`'s imports after the fork, while the head start renders "
-    "(`ocrflux.convert`, `ocrflux.engines`)"
-)
-#: Start-up rows: what a command costs before it does any work. `--version` is a whole process
-#: (interpreter and the CLI's imports); the others time the command's imports inside a process
-#: (after the modules of the third item, untimed), since a process that imports them also pays
-#: about 0.25 s of teardown freeing them, which the commands skip (`ocrflux.cli._exit_now`).
-STARTUP = {
-    "`ocrflux --version` (interpreter and imports)": ("process", "--version", ""),
-    CONVERT_IMPORTS: ("imports", "ocrflux.cli, ocrflux.convert_command", ""),
-    CONVERT_DRIVER_IMPORTS: (
+_CONVERT_FORKS = "ocrflux.cli, ocrflux.head_start"
+_CONVERT_READS = "ocrflux.failures, ocrflux.convert_command"
+CONVERT_IMPORTS = {
+    "`ocrflux convert`'s imports before it forks its head start (`ocrflux.cli`, "
+    "`ocrflux.head_start`, timed in-process)": ("imports", _CONVERT_FORKS, "", True),
+    "`ocrflux convert`'s imports after the fork, before the head start gets the document "
+    "(pydantic, settings: `ocrflux.failures`, `ocrflux.convert_command`)": (
+        "imports",
+        _CONVERT_READS,
+        _CONVERT_FORKS,
+        True,
+    ),
+    "`ocrflux convert`'s imports while the head start renders (`ocrflux.convert`, "
+    "`ocrflux.engines`)": (
         "imports",
         "ocrflux.convert, ocrflux.engines",
-        "ocrflux.cli, ocrflux.convert_command",
+        f"{_CONVERT_FORKS}, {_CONVERT_READS}",
+        True,
     ),
+}
+#: Start-up rows: what a command costs before it does any work. `--version` is a whole process
+#: (interpreter and the CLI's imports); the others time the command's imports inside a process
+#: (after the modules of the third item, untimed; with the collector paused where the command
+#: pauses it, the fourth), since a process that imports them also pays about 0.25 s of teardown
+#: freeing them, which the commands skip (`ocrflux.cli._exit_now`).
+STARTUP = {
+    "`ocrflux --version` (interpreter and imports)": ("process", "--version", "", False),
+    **CONVERT_IMPORTS,
     "`ocrflux submit`'s imports (`connectors.cli_commands`, timed in-process)": (
         "imports",
         "ocrflux.cli, connectors.cli_commands",
         "",
+        False,
     ),
 }
 
@@ -102,8 +111,8 @@ def measure(broker: Broker, work: Path, quick: bool = False) -> Section:
             stream = [submit_run(pipe, document, work, needed) for document in submitted]
         convert = [convert_run(double, document, work, needed) for document in converted]
         startup = {
-            label: [startup_s(how, what, after) for _ in range(runs)]
-            for label, (how, what, after) in STARTUP.items()
+            label: [startup_s(how, what, after, paused) for _ in range(runs)]
+            for label, (how, what, after, paused) in STARTUP.items()
         }
     finally:
         double.proc.stop()
@@ -119,14 +128,16 @@ def render_s(document: corpus.Document) -> float:
     return time.monotonic() - began
 
 
-def startup_s(how: str, what: str, after: str) -> float:
+def startup_s(how: str, what: str, after: str, paused: bool) -> float:
     """Seconds of a `STARTUP` row: a whole `ocrflux` process, or importing modules in one
-    (`after` imported first, untimed)."""
+    (`after` imported first, untimed; `paused`: with the collector paused, `ocrflux.collector`)."""
     if how == "process":
         return command_s(["-m", "ocrflux.cli", what], {})
     code = f"import time; t = time.perf_counter(); import {what}; print(time.perf_counter() - t)"
     if after:
         code = f"import {after}; {code}"
+    if paused:
+        code = f"from ocrflux import collector; collector.pause(); {code}"
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=harness.REPO,
@@ -387,9 +398,10 @@ def report(
         "Workers: split, recognize and assemble as separate processes, warm (a document "
         f"converted before); {harness.worker_settings()}. `ocrflux convert` runs the direct "
         "driver in its own process (`--engine vllm`); its pages render in its head start, a "
-        "process it forks once its options are read, while it imports the driver "
-        "(`ocrflux.head_start`). *Rendering*: opening the PDF and rendering its 8 pages in "
-        "one process (the production renderer), measured here.",
+        "process it forks as soon as its command line is parsed and hands the document once "
+        "read, while it imports the driver (`ocrflux.head_start`); its collector is paused "
+        "while it loads (`ocrflux.collector`). *Rendering*: opening the PDF and rendering its "
+        "8 pages in one process (the production renderer), measured here.",
     ]
     body = [
         header(COMMAND, broker.version, started, notes, quick=quick),
@@ -405,9 +417,7 @@ def report(
         "",
         table(["call", *COLUMNS], timeline),
     ]
-    imports = (
-        Spread.of(startup[CONVERT_IMPORTS]).mid + Spread.of(startup[CONVERT_DRIVER_IMPORTS]).mid
-    )
+    imports = sum(Spread.of(startup[label]).mid for label in CONVERT_IMPORTS)
     goals = [
         (
             "8-page document, C=8, 0.25 s: `ocrflux convert` within 0.3 s of the lower bound "

@@ -262,7 +262,7 @@ def _add_connectors(parser: argparse.ArgumentParser, common: argparse.ArgumentPa
 
 
 def _pages(text: str) -> tuple[tuple[int, int], ...]:
-    from schemas.options import parse_pages
+    from schemas.page_ranges import parse_pages
 
     try:
         return parse_pages(text)
@@ -340,6 +340,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         "convert", _convert, _CONVERT_EPILOG, help="convert one document in-process (no Kafka)"
     )
     convert.add_argument("file", help="PDF or image (png, jpeg, bmp, tiff, webp)")
+    convert.set_defaults(head_start=None)  # forked by `_start_convert` in the command's own process
     convert.add_argument(
         "-o", "--output", metavar="OUT", help="write here instead of stdout (folders are created)"
     )
@@ -491,10 +492,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
 
 
 def main(argv: Sequence[str] | None = None, *, exit_now: bool = False) -> int:
-    """Run one command; `exit_now` (the executable's `entry`) ends the one-shot commands
-    (`_EXITS_NOW`) by `_exit_now`."""
+    """Run one command; `exit_now` (the executable's `entry`: the process is the command's own)
+    starts `ocrflux convert` as a one-shot process (`_start_convert`) and ends the one-shot
+    commands (`_EXITS_NOW`) by `_exit_now`."""
     parser, handlers = build_parser()
     args = parser.parse_args(argv)  # --version and --help end here, before pydantic is imported
+    if exit_now and args.command == "convert":
+        _start_convert(args)
     from ocrflux.failures import run_guarded
 
     prog = " ".join(["ocrflux", args.command, *([args.connector] if "connector" in args else [])])
@@ -508,10 +512,27 @@ def main(argv: Sequence[str] | None = None, *, exit_now: bool = False) -> int:
         logs.configure(logs.flag_level(args))
         return handlers[args.command](args)
 
-    code = run_guarded(prog, run, debug=args.debug)
+    try:
+        code = run_guarded(prog, run, debug=args.debug)
+    finally:
+        head_start = getattr(args, "head_start", None)
+        if head_start is not None:  # the command closes it once converted; not if it failed
+            head_start.close()
     if exit_now and args.command in _EXITS_NOW:
         _exit_now(code)
     return code
+
+
+def _start_convert(args: argparse.Namespace) -> None:
+    """A one-shot `ocrflux convert`: the collector off while it loads (`ocrflux.collector`; the
+    command resumes it once its driver is loaded) and its head start forked at once
+    (`ocrflux.head_start`: the child loads the renderer while this process loads the settings;
+    the command hands it the document once read)."""
+    from ocrflux import collector
+    from ocrflux.head_start import HeadStart
+
+    collector.pause()
+    args.head_start = HeadStart.fork()
 
 
 #: Commands with nothing to finish when interrupted: SIGINT ends them even when the

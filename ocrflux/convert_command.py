@@ -6,13 +6,15 @@ Figures (`--figures crop`, the default where they can go): with `-o OUT` each is
 (base64 `data`); Markdown, text and chunks on stdout cannot carry them, so there the default is
 `none` and asking for `crop` is a usage error.
 
-Once the input is read and the options are checked, the command forks its head start
-(`ocrflux.head_start`: the pages render in a child while this process loads the HTTP client and
-the driver), so the driver and the engines are imported only after that."""
+Run as its own process (`ocrflux.cli`), the command forked its head start before loading
+(`args.head_start`, `ocrflux.head_start`): once the input is read and the options are checked,
+the child is handed the document and renders its pages while this process loads the HTTP client
+and the driver, so the driver and the engines are imported only after that."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from ocrflux import collector
 from ocrflux.exit_codes import EXIT_FAILED, EXIT_USAGE, exit_for_status
 from ocrflux.failures import validation_problems
 from ocrflux.figures import figure_bytes, figure_files, figures_folder
@@ -82,6 +85,7 @@ def _options(args: argparse.Namespace, settings: CoreSettings) -> ConversionOpti
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    head_start: HeadStart | None = args.head_start
     settings = _settings(args)
     path = Path(args.file)
     name = display_name(path.name)
@@ -107,10 +111,9 @@ def run_convert(args: argparse.Namespace) -> int:
             )
             return EXIT_FAILED
     renders = shared_pool(settings.render_processes)
-    head_start = _fork_head_start(data, settings, options, args.engine, renders)
+    if head_start is not None:
+        _hand_over(head_start, data, settings, options, args.engine, renders)
     try:
-        import asyncio  # after the fork: the child has no use for it
-
         conversion = _convert(data, path, name, settings, options, args, renders, head_start)
         result = asyncio.run(conversion)
     finally:
@@ -132,21 +135,22 @@ def run_convert(args: argparse.Namespace) -> int:
     return exit_for_status(result.status, args.allow_partial) if written else EXIT_FAILED
 
 
-def _fork_head_start(
+def _hand_over(
+    head_start: HeadStart,
     data: bytes,
     settings: CoreSettings,
     options: ConversionOptions,
     requested: str | None,
     renders: RenderPool,
-) -> HeadStart | None:
-    """The pages rendering in a child, for the engine the conversion will most likely use:
-    the one asked for, or for `auto` vLLM when `VLLM_URL` is set (if its `/health` does not
+) -> None:
+    """The document to the head start, rendered for the engine the conversion will most likely
+    use: the one asked for, or for `auto` vLLM when `VLLM_URL` is set (if its `/health` does not
     answer, `auto` takes the local engine, and the driver opens the document itself)."""
     engine = requested or settings.ocrflux_engine
     if engine == "auto":
         engine = "vllm" if settings.vllm_url else "local"
     how = open_options(engine, max_bytes=settings.max_file_bytes, max_pages=settings.max_pages)
-    return HeadStart.fork(data, how, pages=options.pages, in_pool=renders.renders)
+    head_start.render(data, how, pages=options.pages, in_pool=renders.rule)
 
 
 async def _convert(
@@ -159,9 +163,11 @@ async def _convert(
     renders: RenderPool,
     head_start: HeadStart | None,
 ) -> DocumentResult:
-    # Imported once the head start has forked: it renders meanwhile (about 0.1 s of imports).
+    # Imported once the head start has its document: it renders meanwhile (about 0.1 s of imports).
     from ocrflux.convert import convert_document
     from ocrflux.engines import open_engine
+
+    collector.resume()  # loaded: the conversion makes garbage
 
     board = ProgressBoard({name: name}, sys.stderr)  # `name: page N/M` for the one document
     async with open_engine(settings, args.engine) as engine:

@@ -2,8 +2,9 @@
 
 `RenderedPage` (one page ready for the model), `OpenedDocument` (what the direct driver uses of
 an opened document), `OpenOptions` (how a document is checked and rendered, from the engine that
-reads its pages: `open_options`, `text_layer_tables`, `defer_text_layer`) and `page_indices` (the
-pages a `--pages` selection names). Processes that never render a page themselves use these: an
+reads its pages: `open_options`, `text_layer_tables`, `defer_text_layer`), `PoolRule` (which
+documents render in the render pool's processes) and `page_indices` (the pages a `--pages`
+selection names). Processes that never render a page themselves use these: an
 `ocrflux convert` whose pages come from its head start (`ocrflux.head_start`), the recognize
 and assemble roles. Importing `ocrflux.render` loads PyMuPDF and Pillow (about 0.1 s); this
 module loads neither (`OpenOptions.open` loads the renderer when it opens a document).
@@ -17,17 +18,18 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from ocrflux.errors import InputError
 from ocrflux.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PAGES
 from ocrflux.sniff import DocumentKind
-from schemas.options import PageRanges, normalise_pages, selected_indices
-from schemas.results import ErrorInfo
+from schemas.page_ranges import PageRanges, normalise_pages, selected_indices
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from ocrflux.render import Document
+    from schemas.results import ErrorInfo
 
 __all__ = [
     "OpenOptions",
     "OpenedDocument",
+    "PoolRule",
     "RenderedPage",
     "TableMode",
     "defer_text_layer",
@@ -109,6 +111,19 @@ def defer_text_layer(engine: str | None, vllm_configured: bool) -> bool:
     `defer_text_layer`): for `vllm`, whose drivers take a page's text layer only when the model
     fails the page, instead of every page paying 5-6 ms of CPU while it renders."""
     return not _reads_text_layers(engine, vllm_configured)
+
+
+@dataclass(frozen=True)
+class PoolRule:
+    """Which documents a render pool of `processes` processes renders in them (else they render
+    in place): PDFs of `min_pages` pages or more (`ocrflux.render_pool.RenderPool.rule`; a
+    plain value, it crosses to a head start's process, `ocrflux.head_start`)."""
+
+    processes: int
+    min_pages: int
+
+    def __call__(self, kind: DocumentKind, pages: int) -> bool:
+        return self.processes > 0 and kind is DocumentKind.PDF and pages >= self.min_pages
 
 
 @dataclass(frozen=True)

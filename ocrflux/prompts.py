@@ -5,9 +5,11 @@ Do not reword, reflow or strip these strings: the model's accuracy depends on th
 
 from __future__ import annotations
 
-import io
+import zlib
 from collections.abc import Sequence
 from functools import cache
+
+from ocrflux.png import RGB, png_file
 
 PAGE_PROMPT = (
     "Below is the image of one page of a document. Just return the plain text representation "
@@ -58,9 +60,8 @@ def blank_image_png() -> bytes:
     """The 28x28 all-black RGB PNG sent with the text-only tasks B and C.
 
     The model saw an image in every training sample, so text-only tasks still attach one.
+    Written without Pillow: the driver's first detection must not wait for Pillow to load.
     """
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (28, 28), (0, 0, 0)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    side = 28
+    scanlines = (b"\x00" + bytes(side * 3)) * side  # filter byte 0 (none), then black pixels
+    return png_file(side, side, RGB, zlib.compress(scanlines))

@@ -36,13 +36,12 @@ from __future__ import annotations
 
 import io
 import logging
-import struct
 import threading
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from PIL import Image, ImageOps
 
@@ -58,10 +57,13 @@ from ocrflux.errors import (
 from ocrflux.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PAGES, DEFAULT_MAX_PIXELS
 from ocrflux.mupdf import pymupdf
 from ocrflux.pages import RenderedPage, TableMode, page_indices
+from ocrflux.png import GREY, RGB, png_file
 from ocrflux.sniff import DocumentKind, sniff
 from ocrflux.textlayer import TextLayer, read_text_layer
-from schemas.options import PageRanges
-from schemas.results import ErrorInfo
+from schemas.page_ranges import PageRanges
+
+if TYPE_CHECKING:
+    from schemas.results import ErrorInfo
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -146,6 +148,8 @@ class Document(ABC):
         """What the document's result should warn about: a repaired file may have lost content."""
         if not self.repaired:
             return []
+        from schemas.results import ErrorInfo  # pydantic: see `ocrflux.head_start`
+
         return [
             ErrorInfo(
                 code=REPAIRED,
@@ -542,7 +546,6 @@ def _scale_to_8bit(image: Image.Image) -> Image.Image:
 #: 6.3 ms for 143 KB, but its larger page records raised the recognize worker's peak memory on a
 #: 1,000-page document from 106 to 133 MB (bench_memory, 2026-12-03); level 2 saves 0.3 ms.
 PNG_ZLIB_LEVEL = 3
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _deflate() -> Callable[[bytes | bytearray, int], bytes]:
@@ -594,8 +597,6 @@ def _one_colour(pixmap: pymupdf.Pixmap) -> bool:
     return samples == samples[:n] * (len(samples) // n)
 
 
-#: PNG colour types (IHDR): 8-bit grey and 8-bit RGB.
-_GREY, _RGB = 0, 2
 #: Rows looked at before the whole page, so a colour page is told from a grey one at once.
 _GREY_PROBE_ROWS = 16
 
@@ -617,10 +618,10 @@ def _samples_png(samples: _Samples) -> bytes:
         pixels = Image.frombuffer("RGB", (width, height), data, "raw", "RGB", 0, 1)
         plane = _padded_rows(pixels, "R", width)
         if plane == _padded_rows(pixels, "G", width) and plane == _padded_rows(pixels, "B", width):
-            return _png(_scanlines(plane), samples, _GREY)
+            return _png(_scanlines(plane), samples, GREY)
     # The RGB bytes as a grey image three times as wide: Pillow maps them instead of copying.
     rgb_bytes = Image.frombuffer("L", (row_bytes, height), data, "raw", "L", 0, 1)
-    return _png(_scanlines(_padded_rows(rgb_bytes, "L", row_bytes)), samples, _RGB)
+    return _png(_scanlines(_padded_rows(rgb_bytes, "L", row_bytes)), samples, RGB)
 
 
 def _grey_at_a_glance(data: bytes, stride: int, height: int) -> bool:
@@ -648,20 +649,7 @@ def _scanlines(padded: bytes) -> bytes:
 
 
 def _png(rows: bytes, samples: _Samples, colour_type: int) -> bytes:
-    header = struct.pack(">IIBBBBB", samples.width, samples.height, 8, colour_type, 0, 0, 0)
-    return b"".join(
-        (
-            _PNG_SIGNATURE,
-            _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", _compress(rows, PNG_ZLIB_LEVEL)),
-            _png_chunk(b"IEND", b""),
-        )
-    )
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    crc = zlib.crc32(body, zlib.crc32(kind))
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+    return png_file(samples.width, samples.height, colour_type, _compress(rows, PNG_ZLIB_LEVEL))
 
 
 def _encode_png(image: Image.Image) -> bytes:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ocrflux.errors import CorruptInput
 from ocrflux.glibc_heap import keep_page_buffers
-from ocrflux.pages import OpenedDocument, RenderedPage, TableMode
+from ocrflux.pages import OpenedDocument, PoolRule, RenderedPage, TableMode
 from ocrflux.sniff import DocumentKind
 
 if TYPE_CHECKING:  # multiprocessing is imported when processes start, not by every convert
@@ -59,7 +59,13 @@ if TYPE_CHECKING:  # multiprocessing is imported when processes start, not by ev
     # (`ocrflux.head_start`).
     from ocrflux.render import Document
 
-__all__ = ["COLD_START_PAGES", "PageRenderer", "RenderPool", "close_shared_pools", "shared_pool"]
+__all__ = [
+    "COLD_START_PAGES",
+    "PageRenderer",
+    "RenderPool",
+    "close_shared_pools",
+    "shared_pool",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -182,10 +188,14 @@ class RenderPool:
         spool = await loop.run_in_executor(executor, self._spool, data)
         return PageRenderer(document, pool=self, spool=spool, executor=executor)
 
+    @property
+    def rule(self) -> PoolRule:
+        return PoolRule(self.processes, self.min_pages)
+
     def renders(self, kind: DocumentKind, pages: int) -> bool:
         """Whether `pages` pages of a document of `kind` render in the processes (else in
         place)."""
-        return self.processes > 0 and kind is DocumentKind.PDF and pages >= self.min_pages
+        return self.rule(kind, pages)
 
     async def run(self, function: Callable[..., _T], *args: object) -> _T:
         """`function(*args)` in a worker process; a broken pool is replaced and re-raised."""

@@ -1,14 +1,13 @@
 """Conversion options: what a caller may ask for, and which of it changes the output.
 
-Page selections are parsed here, once, for every surface (CLI, Kafka records, HTTP API): a
-selection is a string such as `1-3,7` (1-based, inclusive) or a list of `[first, last]`
-ranges; it is kept normalised (sorted, overlapping and adjacent ranges joined), so the same
-pages always give the same options and the same `doc_id`.
+A page selection is a string such as `1-3,7` (1-based, inclusive) or a list of `[first, last]`
+ranges, parsed by `schemas.page_ranges` for every surface (CLI, Kafka records, HTTP API); it is
+kept normalised (sorted, overlapping and adjacent ranges joined), so the same pages always give
+the same options and the same `doc_id`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -22,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.page_ranges import PageRanges, normalise_pages, parse_pages
+
 OutputFormat = Literal["markdown", "text", "json", "chunks"]
 #: none: figures are left out (OCRFlux's behaviour); crop: each is cut out as a PNG and linked.
 FiguresMode = Literal["none", "crop"]
@@ -34,84 +35,10 @@ MAX_ATTEMPTS_LIMIT = 10
 DEFAULT_CHUNK_TOKENS = 512
 #: Below this a chunk holds a few words; above it no embedding model takes a chunk whole.
 MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS = 32, 8192
-#: Ranges in one selection: `1,3,5,...` over a 2,000-page document is 1,000 ranges; more is
-#: not a selection anyone types.
-MAX_PAGE_RANGES = 1000
 #: A figure is cropped from its page rendered this many times larger than the model saw it.
 DEFAULT_FIGURE_SCALE = 2.0
 #: 1: the model's own 1024-px page; 4: a 4096-px page (about 200 dpi for A4), plenty for a figure.
 MIN_FIGURE_SCALE, MAX_FIGURE_SCALE = 1.0, 4.0
-
-PageRanges = tuple[tuple[int, int], ...]
-"""Selected pages as `(first, last)` ranges, 1-based and inclusive, sorted and disjoint."""
-
-
-def parse_pages(text: str) -> PageRanges:
-    """`"1-3,7"` -> `((1, 3), (7, 7))`; raises ValueError naming what is wrong."""
-    ranges = []
-    for part in text.split(","):
-        item = part.strip()
-        first, dash, last = item.partition("-")
-        try:
-            ranges.append((int(first), int(last) if dash else int(first)))
-        except ValueError:
-            raise ValueError(
-                f"pages must look like 1-3,7 (1-based, inclusive), not {text[:60]!r}"
-            ) from None
-    return normalise_pages(ranges)
-
-
-def normalise_pages(ranges: Sequence[Sequence[int]]) -> PageRanges:
-    """Sorted, with overlapping and adjacent ranges joined; raises ValueError for a bad one."""
-    if not ranges:
-        raise ValueError("pages must select at least one page")
-    if len(ranges) > MAX_PAGE_RANGES:
-        raise ValueError(f"pages has {len(ranges)} ranges; at most {MAX_PAGE_RANGES}")
-    joined: list[tuple[int, int]] = []
-    for pair in ranges:
-        if (
-            not isinstance(pair, list | tuple)
-            or len(pair) != 2
-            or not all(type(number) is int for number in pair)
-        ):
-            raise ValueError(f"a page range is [first, last] (whole numbers), not {pair!r}")
-        first, last = pair
-        if first < 1 or last < first:
-            raise ValueError(f"page range {first}-{last}: expected 1 <= first <= last")
-        joined.append((first, last))
-    joined.sort()
-    merged = [joined[0]]
-    for first, last in joined[1:]:
-        previous_first, previous_last = merged[-1]
-        if first <= previous_last + 1:
-            merged[-1] = (previous_first, max(previous_last, last))
-        else:
-            merged.append((first, last))
-    return tuple(merged)
-
-
-def format_pages(ranges: PageRanges) -> str:
-    """`((1, 3), (7, 7))` -> `"1-3,7"`."""
-    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in ranges)
-
-
-def selected_indices(ranges: PageRanges | None, page_count: int) -> list[int]:
-    """The 0-based indices a selection picks in a document of `page_count` pages, in order.
-
-    A range reaching past the end is clipped to the last page; one that starts past the end
-    raises ValueError (the caller asked for a page that does not exist).
-    """
-    if ranges is None:
-        return list(range(page_count))
-    indices: list[int] = []
-    for first, last in ranges:
-        if first > page_count:
-            raise ValueError(
-                f"page range {format_pages(((first, last),))} starts after the last page "
-                f"({page_count})"
-            )
-        indices.extend(range(first - 1, min(last, page_count)))
-    return indices
 
 
 def _pages_input(value: Any) -> Any:

@@ -35,7 +35,8 @@ from pydantic import (
 )
 
 from schemas.codec import json_bytes
-from schemas.options import ConversionOptions, OutputFormat, selected_indices
+from schemas.options import ConversionOptions, OutputFormat
+from schemas.page_ranges import selected_indices
 from schemas.results import DocumentResult, ErrorInfo, PageResult, TokenUsage
 
 SCHEMA_VERSION: Literal[1] = 1

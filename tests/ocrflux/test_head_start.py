@@ -2,7 +2,8 @@
 
 Each scenario runs in a fresh interpreter, as `ocrflux convert` does: a head start forks only
 from a process without other threads, and this test process has some (test doubles, sites).
-The scenario compares what the head start hands out with what `open_document` renders in the
+The scenario forks the head start, hands it the document as the command does once it has read
+it (`forked`), compares what the head start hands out with what `open_document` renders in the
 same process afterwards, and reports whether the parent had loaded PyMuPDF meanwhile.
 """
 
@@ -16,20 +17,29 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.fixtures import REPO_ROOT
-from tests.ocrflux.docgen import make_pdf, make_tiff
+from tests.ocrflux.docgen import images_pdf, make_pdf, make_scan, make_tiff
 
 _PRELUDE = """
 import json, os, signal, sys, threading
 from pathlib import Path
 from ocrflux.errors import InputError
 from ocrflux.head_start import HeadStart
-from ocrflux.pages import open_options
-from schemas.options import parse_pages
+from ocrflux.pages import PoolRule, open_options
+from schemas.page_ranges import parse_pages
 
 data = Path(sys.argv[1]).read_bytes()
 how = open_options("vllm")
 pages = parse_pages(sys.argv[2]) if sys.argv[2] else None
 report = {}
+
+
+NO_POOL = PoolRule(processes=0, min_pages=32)
+
+
+def forked(options=how, in_pool=NO_POOL):
+    start = HeadStart.fork()
+    start.render(data, options, pages=pages, in_pool=in_pool)
+    return start
 
 
 def reaped(pid):
@@ -66,8 +76,16 @@ def scenario(tmp_path: Path, body: str, data: bytes, pages: str = "") -> dict[st
     return report
 
 
+def _two_noisy_scans() -> bytes:
+    """A scanned PDF of about 4 MB: noise deflates badly."""
+    scans = [make_scan(make_pdf([text]), noise=40, seed=n) for n, text in enumerate("ab")]
+    data = images_pdf(scans)
+    assert len(data) > 2 * 1024 * 1024
+    return data
+
+
 _TAKE_EVERY_PAGE = """
-start = HeadStart.fork(data, how, pages=pages, in_pool=lambda kind, count: False)
+start = forked()
 document = start.open(data, how)
 indices = document.page_indices(pages)
 taken = [document.render_page(i) for i in indices]
@@ -82,6 +100,7 @@ here.close()
 pid = start.pid
 document.close()
 report["child_reaped"] = reaped(pid)
+report["threads_left"] = [thread.name for thread in threading.enumerate()][1:]
 """
 
 
@@ -90,8 +109,10 @@ report["child_reaped"] = reaped(pid)
     [
         (make_pdf(["one", "two", "three", "four", "five"]), "2-3,5", [1, 2, 4], 5),
         (make_tiff([((300, 200), "white"), ((200, 300), "yellow")]), "", [0, 1], 2),
+        # Larger than the pipe holds: the child reads it while the parent goes on.
+        (_two_noisy_scans(), "", [0, 1], 2),
     ],
-    ids=["pdf-page-selection", "tiff-frames"],
+    ids=["pdf-page-selection", "tiff-frames", "scans-larger-than-a-pipe"],
 )
 def test_the_head_start_hands_out_the_renderers_pages_without_loading_it(
     tmp_path: Path, data: bytes, pages: str, indices: list[int], count: int
@@ -105,12 +126,13 @@ def test_the_head_start_hands_out_the_renderers_pages_without_loading_it(
         "text_layer": True,
         "figure_source": True,
         "child_reaped": True,
+        "threads_left": [],  # the document was handed over
     }
 
 
 def test_an_input_the_child_rejects_fails_as_opening_it_here_would(tmp_path: Path) -> None:
     body = """
-start = HeadStart.fork(data, how, pages=None, in_pool=lambda kind, count: False)
+start = forked()
 try:
     start.open(data, how)
 except InputError as exc:
@@ -130,14 +152,18 @@ except InputError as exc:
 def test_a_head_start_rendering_another_way_or_declined_is_not_used(tmp_path: Path) -> None:
     body = """
 local = open_options("local")  # `auto` took the local engine: text layers with tables
-start = HeadStart.fork(data, how, pages=None, in_pool=lambda kind, count: False)
+start = forked()
 pid = start.pid
 report["other_mode"] = start.open(data, local) is None
 report["other_mode_reaped"] = reaped(pid)
-start = HeadStart.fork(data, how, pages=None, in_pool=lambda kind, count: count >= 2)
+start = forked(in_pool=PoolRule(processes=1, min_pages=2))
 pid = start.pid
 report["pool_document"] = start.open(data, how) is None
 report["pool_document_reaped"] = reaped(pid)
+start = HeadStart.fork()  # the command failed before reading its input
+pid = start.pid
+report["no_document"] = start.open(data, how) is None
+report["no_document_reaped"] = reaped(pid)
 """
     report = scenario(tmp_path, body, make_pdf(["one", "two"]))
     assert report == {
@@ -145,12 +171,14 @@ report["pool_document_reaped"] = reaped(pid)
         "other_mode_reaped": True,
         "pool_document": True,
         "pool_document_reaped": True,
+        "no_document": True,
+        "no_document_reaped": True,
     }
 
 
 def test_pages_a_dead_child_did_not_deliver_are_rendered_here(tmp_path: Path) -> None:
     body = """
-start = HeadStart.fork(data, how, pages=None, in_pool=lambda kind, count: False)
+start = forked()
 document = start.open(data, how)
 first = document.render_page(0)
 os.kill(start.pid, signal.SIGKILL)  # this process forked it: as if MuPDF had crashed
@@ -171,7 +199,7 @@ def test_no_head_start_from_a_process_running_other_threads(tmp_path: Path) -> N
 stop = threading.Event()
 thread = threading.Thread(target=stop.wait)
 thread.start()
-report["forked"] = HeadStart.fork(data, how, pages=None, in_pool=lambda k, c: False) is not None
+report["forked"] = HeadStart.fork() is not None
 stop.set()
 thread.join()
 """

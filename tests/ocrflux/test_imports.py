@@ -45,10 +45,34 @@ def test_convert_loads_neither_renderer_nor_http_client_before_its_head_start() 
     }
 
 
+def test_the_head_start_forks_before_pydantic_loads() -> None:
+    # `ocrflux convert` forks it right after parsing its command line: the child loads the
+    # renderer while the parent loads pydantic, its settings and the HTTP client.
+    statement = "import ocrflux.cli, ocrflux.head_start"
+    assert loaded_after(statement, ["pydantic", "pymupdf", "PIL", "aiohttp"]) == {
+        "pydantic": False,
+        "pymupdf": False,
+        "PIL": False,
+        "aiohttp": False,
+    }
+
+
+def test_the_head_starts_renderer_loads_neither_pydantic_nor_asyncio() -> None:
+    # What the child loads before it can render: the renderer alone, not what the parent loads.
+    statement = "import ocrflux.render, ocrflux.head_start"
+    assert loaded_after(statement, ["pydantic", "asyncio"]) == {"pydantic": False, "asyncio": False}
+
+
 def test_the_direct_driver_renders_nothing_by_itself() -> None:
     # Pages of a head start arrive rendered: the driver and the vllm engine load no renderer.
     statement = "import ocrflux.convert, ocrflux.engines.factory, ocrflux.render_pool"
     assert loaded_after(statement, ["pymupdf", "PIL"]) == {"pymupdf": False, "PIL": False}
+
+
+def test_the_merge_requests_load_no_pillow() -> None:
+    # Detections attach a blank image; making it must not hold the first detection back.
+    statement = "from ocrflux.prompts import blank_image_png; blank_image_png()"
+    assert loaded_after(statement, ["PIL"]) == {"PIL": False}
 
 
 @pytest.mark.parametrize(

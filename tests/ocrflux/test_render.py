@@ -29,7 +29,7 @@ from ocrflux.render import (
     target_size,
 )
 from ocrflux.sniff import DocumentKind
-from schemas.options import parse_pages
+from schemas.page_ranges import parse_pages
 from tests.ocrflux.docgen import (
     A4,
     LETTER,

@@ -10,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from schemas.export import JSON_DIR
-from schemas.options import ConversionOptions, format_pages, parse_pages, selected_indices
+from schemas.options import ConversionOptions
+from schemas.page_ranges import format_pages, parse_pages, selected_indices
 from schemas.records import DocumentInfo, DocumentRequest, decode
 
 
