@@ -111,6 +111,7 @@ class HeadStart:
         try:
             pid = os.fork()
         except OSError as exc:  # no memory or process left for it: render here instead
+            gc.unfreeze()
             for fd in (job_read, job_write, page_read, page_write):
                 os.close(fd)
             _log.warning("no head start for the pages: %s", exc)
