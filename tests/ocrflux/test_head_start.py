@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -105,19 +107,19 @@ report["threads_left"] = [thread.name for thread in threading.enumerate()][1:]
 
 
 @pytest.mark.parametrize(
-    ("data", "pages", "indices", "count"),
+    ("document", "pages", "indices", "count"),
     [
-        (make_pdf(["one", "two", "three", "four", "five"]), "2-3,5", [1, 2, 4], 5),
-        (make_tiff([((300, 200), "white"), ((200, 300), "yellow")]), "", [0, 1], 2),
+        (partial(make_pdf, ["one", "two", "three", "four", "five"]), "2-3,5", [1, 2, 4], 5),
+        (partial(make_tiff, [((300, 200), "white"), ((200, 300), "yellow")]), "", [0, 1], 2),
         # Larger than the pipe holds: the child reads it while the parent goes on.
-        (_two_noisy_scans(), "", [0, 1], 2),
+        (_two_noisy_scans, "", [0, 1], 2),
     ],
     ids=["pdf-page-selection", "tiff-frames", "scans-larger-than-a-pipe"],
 )
 def test_the_head_start_hands_out_the_renderers_pages_without_loading_it(
-    tmp_path: Path, data: bytes, pages: str, indices: list[int], count: int
+    tmp_path: Path, document: Callable[[], bytes], pages: str, indices: list[int], count: int
 ) -> None:
-    report = scenario(tmp_path, _TAKE_EVERY_PAGE, data, pages)
+    report = scenario(tmp_path, _TAKE_EVERY_PAGE, document(), pages)
     assert report == {
         "indices": indices,
         "page_count": count,
