@@ -146,10 +146,12 @@ def _hand_over(
     """The document to the head start, rendered for the engine the conversion will most likely
     use: the one asked for, or for `auto` vLLM when `VLLM_URL` is set (if its `/health` does not
     answer, `auto` takes the local engine, and the driver opens the document itself)."""
-    engine = requested or settings.ocrflux_engine
-    if engine == "auto":
-        engine = "vllm" if settings.vllm_url else "local"
-    how = open_options(engine, max_bytes=settings.max_file_bytes, max_pages=settings.max_pages)
+    how = open_options(
+        requested or settings.ocrflux_engine,
+        vllm_configured=bool(settings.vllm_url),
+        max_bytes=settings.max_file_bytes,
+        max_pages=settings.max_pages,
+    )
     head_start.render(data, how, pages=options.pages, in_pool=renders.rule)
 
 

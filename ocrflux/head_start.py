@@ -24,7 +24,6 @@ ends when the parent closes it, or exits.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import pickle
@@ -96,22 +95,17 @@ class HeadStart:
     @classmethod
     def fork(cls) -> HeadStart | None:
         """Fork the child, which imports the renderer and waits for its document (`render`);
-        None where a fork is not safe here. Meant for a one-shot command: what is alive in the
-        caller stays out of the cyclic collector (`gc.freeze`) for the rest of its life."""
+        None where a fork is not safe here. A caller that paused the collector
+        (`ocrflux.collector`, as `ocrflux convert` does) has the child resume it once the
+        renderer is loaded: no collection walks the objects they share meanwhile."""
         if not hasattr(os, "fork") or threading.active_count() > 1:
             return None
         job_read, job_write = os.pipe()
         page_read, page_write = os.pipe()
         _widen(page_write)
-        # Everything alive now is left out of the cyclic collector for good, in both
-        # processes: the child's collections (importing the renderer) would otherwise write to
-        # every object it shares with the parent, copying those pages. They are the command's
-        # modules, alive as long as it is; what reference counting frees is freed as before.
-        gc.freeze()
         try:
             pid = os.fork()
         except OSError as exc:  # no memory or process left for it: render here instead
-            gc.unfreeze()
             for fd in (job_read, job_write, page_read, page_write):
                 os.close(fd)
             _log.warning("no head start for the pages: %s", exc)

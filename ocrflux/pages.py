@@ -148,13 +148,17 @@ class OpenOptions:
 
 
 def open_options(
-    engine: str, *, max_bytes: int | None = None, max_pages: int | None = None
+    engine: str,
+    *,
+    vllm_configured: bool = False,
+    max_bytes: int | None = None,
+    max_pages: int | None = None,
 ) -> OpenOptions:
-    """How the direct driver opens a document for `engine` (limits: the defaults when None)."""
-    vllm = engine == "vllm"
+    """How the direct driver opens a document for `engine` (`auto`: as for vLLM when
+    `vllm_configured`, else as for the local engine; limits: the defaults when None)."""
     return OpenOptions(
         max_bytes=max_bytes or DEFAULT_MAX_BYTES,
         max_pages=max_pages or DEFAULT_MAX_PAGES,
-        text_layer_tables=text_layer_tables(engine, vllm_configured=vllm),
-        defer_text_layer=defer_text_layer(engine, vllm_configured=vllm),
+        text_layer_tables=text_layer_tables(engine, vllm_configured=vllm_configured),
+        defer_text_layer=defer_text_layer(engine, vllm_configured=vllm_configured),
     )
