@@ -13,18 +13,22 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 60
 
 # A command whose every KeyboardInterrupt is lost on its way (the loop stands in for a C
-# extension's callback that does not pass the exception on). The waiting loop is inside the
-# `try`: Python checks for signals at a loop's jump too, and one raised at a jump outside the
-# `try` ended the script by the signal (-2) instead of being swallowed.
+# extension's callback that does not pass the exception on). Everything after "ready" runs
+# inside the `try`: Python raises the interrupt at whatever line runs when the signal lands,
+# and one raised between "ready" and the `try` (a loop's jump, an assignment) ended the script
+# by the signal (-2) instead of being swallowed.
 SWALLOWER = """
 import time
 from ocrflux.interrupts import end_after_interrupt
 
 end_after_interrupt("swallower", grace_s=GRACE)
-print("ready", flush=True)
 interrupts = 0
+announced = False
 while True:
     try:
+        if not announced:
+            announced = True
+            print("ready", flush=True)
         while True:
             time.sleep(0.01)
     except KeyboardInterrupt:
@@ -65,8 +69,8 @@ def test_an_interrupt_that_unwinds_ends_without_waiting_for_the_grace() -> None:
         "import time\n"
         "from ocrflux.interrupts import end_after_interrupt\n"
         "end_after_interrupt('unwinder', grace_s=3600)\n"
-        "print('ready', flush=True)\n"
         "try:\n"
+        "    print('ready', flush=True)\n"
         "    while True:\n"
         "        time.sleep(0.01)\n"
         "except KeyboardInterrupt:\n"
