@@ -12,6 +12,7 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 
+from ocrflux import collector
 from ocrflux.exit_codes import EXIT_INTERRUPTED, EXIT_OK
 from ocrflux.render_pool import shared_pool
 from streams.app import Pipeline, build_pipeline
@@ -68,11 +69,12 @@ def _check_partitions(settings: WorkerSettings) -> None:
         )
 
 
-async def _announce_when_ready(
-    pipeline: Pipeline, settings: WorkerSettings, roles: Sequence[str]
-) -> None:
+async def _when_ready(pipeline: Pipeline, settings: WorkerSettings, roles: Sequence[str]) -> None:
+    """Once every role has its partitions: settle the collector (`ocrflux.collector`) and say
+    that the worker is ready."""
     while not pipeline.ready():
         await asyncio.sleep(_READY_POLL_S)  # poll interval until every role is assigned
+    collector.settle()
     _log.info(
         "worker %s ready: roles %s on %s",
         settings.ocrflux_worker_id,
@@ -116,7 +118,7 @@ async def serve(settings: WorkerSettings, roles: Sequence[str]) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, _on_signal(pipeline), signum)
-        announce = asyncio.create_task(_announce_when_ready(pipeline, settings, roles))
+        announce = asyncio.create_task(_when_ready(pipeline, settings, roles))
         try:
             await pipeline.run()
         finally:

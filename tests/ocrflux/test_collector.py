@@ -37,3 +37,15 @@ def test_a_collector_someone_else_turned_off_stays_off() -> None:
 
 def test_resuming_without_a_pause_changes_nothing() -> None:
     assert states("collector.resume(); state()") == ["on False"]
+
+
+def test_a_settled_process_leaves_what_was_alive_out_and_still_collects_new_cycles() -> None:
+    statement = (
+        "loaded = [[] for _ in range(1000)]\n"
+        "collector.settle(); state()\n"
+        "import weakref\n"
+        "class Node: pass\n"
+        "node = Node(); node.me = node; gone = weakref.ref(node); del node\n"
+        "gc.collect(); print('cycle collected', gone() is None)"
+    )
+    assert states(statement) == ["on True", "cycle collected True"]
