@@ -142,10 +142,10 @@ class HeadStart:
         if jobs is None:
             raise RuntimeError("the head start was given its document already, or closed")
         self.data, self.options = data, options
-        job = pickle.dumps(_Job(options, pages, in_pool, len(data)), pickle.HIGHEST_PROTOCOL)
+        job = _framed(_Job(options, pages, in_pool, len(data)))
         self._hand_over = threading.Thread(
             target=_write_all,
-            args=(jobs, [_LENGTH.pack(len(job)), job, data]),
+            args=(jobs, [job, data]),
             name="head-start-document",
             daemon=True,
         )
@@ -355,7 +355,12 @@ def _read_message(pipe: BinaryIO) -> Any:
     return pickle.loads(body)
 
 
-def _send(pipe: BinaryIO, message: object) -> None:
+def _framed(message: object) -> bytes:
+    """`message` as `_read_message` reads it: its length, then its pickle."""
     body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    pipe.write(_LENGTH.pack(len(body)) + body)
+    return _LENGTH.pack(len(body)) + body
+
+
+def _send(pipe: BinaryIO, message: object) -> None:
+    pipe.write(_framed(message))
     pipe.flush()

@@ -50,7 +50,6 @@ from typing import TYPE_CHECKING, TypeVar
 from ocrflux.errors import CorruptInput
 from ocrflux.glibc_heap import keep_page_buffers
 from ocrflux.pages import OpenedDocument, PoolRule, RenderedPage, TableMode
-from ocrflux.sniff import DocumentKind
 
 if TYPE_CHECKING:  # multiprocessing is imported when processes start, not by every convert
     from concurrent.futures import ProcessPoolExecutor
@@ -59,13 +58,7 @@ if TYPE_CHECKING:  # multiprocessing is imported when processes start, not by ev
     # (`ocrflux.head_start`).
     from ocrflux.render import Document
 
-__all__ = [
-    "COLD_START_PAGES",
-    "PageRenderer",
-    "RenderPool",
-    "close_shared_pools",
-    "shared_pool",
-]
+__all__ = ["COLD_START_PAGES", "PageRenderer", "RenderPool", "close_shared_pools", "shared_pool"]
 
 _log = logging.getLogger(__name__)
 
@@ -182,7 +175,7 @@ class RenderPool:
     ) -> PageRenderer:
         """A renderer for `document` (opened from `data`) of which `pages` pages will be
         rendered; `executor` runs what renders in place."""
-        if not self.renders(document.kind, pages):
+        if not self.rule(document.kind, pages):
             return PageRenderer(document, executor=executor)
         loop = asyncio.get_running_loop()
         spool = await loop.run_in_executor(executor, self._spool, data)
@@ -190,12 +183,8 @@ class RenderPool:
 
     @property
     def rule(self) -> PoolRule:
+        """Which documents render in the processes (else in place): `rule(kind, pages)`."""
         return PoolRule(self.processes, self.min_pages)
-
-    def renders(self, kind: DocumentKind, pages: int) -> bool:
-        """Whether `pages` pages of a document of `kind` render in the processes (else in
-        place)."""
-        return self.rule(kind, pages)
 
     async def run(self, function: Callable[..., _T], *args: object) -> _T:
         """`function(*args)` in a worker process; a broken pool is replaced and re-raised."""
