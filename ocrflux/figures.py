@@ -18,13 +18,14 @@ cropped PNGs instead of dropped (protocol, "Page text to elements", step 2, ours
 
 from __future__ import annotations
 
-import base64
 import io
 import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
+
+import pybase64
 
 from ocrflux.errors import OcrfluxError
 from ocrflux.page_parse import is_figure, page_pieces
@@ -224,7 +225,7 @@ def with_crops(result: R, crops: Mapping[int, Crop]) -> R:
         crop = crops.get(figure.number)
         if crop is None:
             return None
-        data = base64.b64encode(crop.png).decode("ascii")
+        data = pybase64.b64encode_as_string(crop.png)
         return figure.model_copy(update={"data": data, "width": crop.width, "height": crop.height})
 
     return _with_figures(result, inline, "it could not be cropped")
@@ -244,7 +245,7 @@ def with_refs(result: R, crops: Mapping[int, Crop], refs: Mapping[int, str]) -> 
 
 def figure_bytes(figure: Figure) -> bytes | None:
     """The PNG carried inline, or None."""
-    return base64.b64decode(figure.data) if figure.data is not None else None
+    return pybase64.b64decode(figure.data) if figure.data is not None else None
 
 
 def figures_folder(stem: str) -> str:

@@ -7,11 +7,12 @@ each HTTP answer to `parse_completion`, or, for a status that means "not now", r
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from datetime import UTC
 from email.utils import parsedate_to_datetime
+
+import pybase64
 
 from ocrflux.chat import ChatAnswerError, ChatRequest, ChatResponse
 
@@ -61,7 +62,7 @@ def encode_request_body(model: str, request: ChatRequest, max_tokens: int | None
     if max_tokens is not None:
         tail += ', "max_tokens": ' + json.dumps(int(max_tokens))
     tail += "}"
-    return b"".join((head.encode(), base64.b64encode(request.image_png), tail.encode()))
+    return b"".join((head.encode(), pybase64.b64encode(request.image_png), tail.encode()))
 
 
 def parse_completion(status: int, raw: bytes, latency_s: float) -> ChatResponse:

@@ -18,11 +18,11 @@ exported JSON Schema (`schemas/json/`).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import time
 from typing import Annotated, Any, Literal
 
+import pybase64
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -49,7 +49,7 @@ def _now() -> float:
 def _bytes_from_base64(value: Any) -> Any:
     if isinstance(value, str):
         try:
-            return base64.b64decode(value, validate=True)
+            return pybase64.b64decode(value, validate=True)
         except binascii.Error as exc:
             raise ValueError(f"not valid base64: {exc}") from exc
     return value
@@ -59,9 +59,7 @@ def _bytes_from_base64(value: Any) -> Any:
 Base64Bytes = Annotated[
     bytes,
     BeforeValidator(_bytes_from_base64),
-    PlainSerializer(
-        lambda b: base64.b64encode(b).decode("ascii"), return_type=str, when_used="json"
-    ),
+    PlainSerializer(pybase64.b64encode_as_string, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
 ]
 

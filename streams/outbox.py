@@ -4,10 +4,10 @@ plus dlq records for what could not be processed."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import traceback
 from typing import Any, Literal, Protocol
 
+import pybase64
 from aiokafka.structs import RecordMetadata
 from pydantic import BaseModel
 
@@ -74,7 +74,7 @@ class Outbox:
         try:
             text = value.decode()
         except UnicodeDecodeError:
-            text, encoding = base64.b64encode(value).decode(), "base64"
+            text, encoding = pybase64.b64encode_as_string(value), "base64"
         record = DlqRecord(
             topic=topic,
             key=key.decode(errors="replace") if key else None,

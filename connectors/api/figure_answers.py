@@ -12,7 +12,6 @@ had is a `figure_unavailable` warning, never a failed answer.
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import re
 import zipfile
@@ -20,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import PurePosixPath, PureWindowsPath
 from urllib.parse import quote
 
+import pybase64
 from aiohttp import web
 
 from ocrflux.figures import figure_files, figure_pngs
@@ -59,7 +59,7 @@ async def inline_figures(result: DocumentResult, fetch: Fetch) -> DocumentResult
         return result
     pngs, warnings = await figure_pngs(stored, fetch)
     figures = [
-        f.model_copy(update={"data": base64.b64encode(pngs[f.number]).decode("ascii")})
+        f.model_copy(update={"data": pybase64.b64encode_as_string(pngs[f.number])})
         if f.data is None and f.number in pngs
         else f
         for f in result.figures

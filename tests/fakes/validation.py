@@ -7,7 +7,6 @@ from the protocol gets a 400 it can see in a test instead of a silently differen
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import io
@@ -16,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import pybase64
 from PIL import Image, UnidentifiedImageError
 
 from tests.fakes.truth import pixel_key
@@ -153,7 +153,7 @@ def _decode_data_url(url: str) -> bytes:
     if not url.startswith(PNG_DATA_URL):
         raise ApiError(400, "the image must be a data URL starting with 'data:image/png;base64,'.")
     try:
-        return base64.b64decode(url[len(PNG_DATA_URL) :], validate=True)
+        return pybase64.b64decode(url[len(PNG_DATA_URL) :], validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ApiError(400, f"the image data URL is not valid base64: {exc}") from exc
 
