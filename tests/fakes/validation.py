@@ -152,7 +152,7 @@ def _user_parts(messages: Any) -> tuple[str, str]:
 def _decode_data_url(url: str) -> bytes:
     if not url.startswith(PNG_DATA_URL):
         raise ApiError(400, "the image must be a data URL starting with 'data:image/png;base64,'.")
-    try:
+    try:  # as vLLM's image loader decodes it
         return pybase64.b64decode(url[len(PNG_DATA_URL) :], validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ApiError(400, f"the image data URL is not valid base64: {exc}") from exc
